@@ -1,0 +1,287 @@
+"""``spicepod.yaml``: parsed once, validated before anything starts, into frozen settings.
+
+Keys follow Spice's so that a Spice user's file works unchanged. Every problem is a
+:class:`ConfigError` whose one-line message names the dataset and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from flightsrv.durations import parse_duration
+from sync.settings import AccelerationSettings, DatasetSettings, SourceSettings
+
+T = TypeVar("T")
+
+TOP_KEYS = {"version", "kind", "name", "datasets", "metadata"}
+DATASET_KEYS = {"from", "name", "description", "params", "acceleration", "metadata"}
+ACCELERATION_KEYS = {"enabled", "engine", "mode", "refresh_mode", "refresh_sql", "params"}
+ENGINE_FILE_PARAM = {"duckdb": "duckdb_file", "sqlite": "sqlite_file"}
+RETENTION_BEHAVIORS = ("error", "ready_before_load", "ready_after_load")
+_ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """A problem in the spicepod; the message is one line naming where it is."""
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    name: str
+    datasets: tuple[DatasetSettings, ...]
+    path: Path
+
+
+def load_config(path: Path) -> RuntimeConfig:
+    """Read and validate ``path``; relative file paths resolve against its folder."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from e
+    return parse_config(document, path)
+
+
+def parse_config(document: Any, path: Path) -> RuntimeConfig:
+    where = str(path)
+    if not isinstance(document, dict):
+        raise ConfigError(f"{where}: expected a mapping with version, kind and datasets")
+    _reject_unknown(document, TOP_KEYS, where)
+    if document.get("kind", "Spicepod") != "Spicepod":
+        raise ConfigError(f"{where}: kind: expected 'Spicepod', got {document.get('kind')!r}")
+    if str(document.get("version", "v1")) not in ("v1", "v1beta1"):
+        raise ConfigError(f"{where}: version: expected 'v1', got {document.get('version')!r}")
+    raw_datasets = document.get("datasets") or []
+    if not isinstance(raw_datasets, list):
+        raise ConfigError(f"{where}: datasets: expected a list")
+    datasets: list[DatasetSettings] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_datasets):
+        dataset = _dataset(raw, f"{where}: datasets[{index}]", path.parent)
+        if dataset.name.lower() in seen:
+            raise ConfigError(
+                f"{where}: dataset {dataset.name!r}: name: duplicate dataset name "
+                "(names must be unique, case-insensitively)"
+            )
+        seen.add(dataset.name.lower())
+        datasets.append(dataset)
+    return RuntimeConfig(str(document.get("name") or "spicepod"), tuple(datasets), path)
+
+
+def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with from, name and acceleration")
+    name = raw.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ConfigError(
+            f"{where}: name: expected an SQL identifier (letters, digits, _), got {name!r}"
+        )
+    where = f"{where.split(':')[0]}: dataset {name!r}"
+    _reject_unknown(raw, DATASET_KEYS, where)
+    source = _resolve_env(raw.get("from"), f"{where}: from")
+    if not isinstance(source, str) or not source.startswith("dynamodb:") or source == "dynamodb:":
+        raise ConfigError(
+            f"{where}: from: expected 'dynamodb:<table name>', got {source!r} "
+            "(only the dynamodb connector is supported)"
+        )
+    params = _mapping(raw.get("params"), f"{where}: params")
+    get = _Getter(params, f"{where}: params")
+    auth = get.choice("dynamodb_aws_auth", ("iam_role", "key"), "iam_role")
+    access_key = get.string("dynamodb_aws_access_key_id")
+    secret_key = get.string("dynamodb_aws_secret_access_key")
+    if auth == "key" and not (access_key and secret_key):
+        raise ConfigError(
+            f"{where}: params.dynamodb_aws_access_key_id: required (with "
+            "dynamodb_aws_secret_access_key) when dynamodb_aws_auth is 'key'"
+        )
+    settings = DatasetSettings(
+        name=name,
+        source=SourceSettings(
+            table=source.removeprefix("dynamodb:"),
+            region=get.string("dynamodb_aws_region"),
+            auth=auth,  # type: ignore[arg-type]
+            access_key_id=access_key,
+            secret_access_key=secret_key,
+            session_token=get.string("dynamodb_aws_session_token"),
+            endpoint_url=get.string("endpoint_url"),
+        ),
+        acceleration=_acceleration(raw.get("acceleration"), name, where, base),
+        scan_interval=get.duration("scan_interval", timedelta(seconds=1)),
+        ready_lag=get.duration("ready_lag", timedelta(seconds=2)),
+        scan_segments=get.segments("scan_segments"),
+        schema_infer_max_records=get.positive_int("schema_infer_max_records", 10),
+        retention_behavior=get.choice(  # type: ignore[arg-type]
+            "lag_exceeds_shard_retention_behavior", RETENTION_BEHAVIORS, "error"
+        ),
+        shard_retention=get.duration("shard_retention", timedelta(hours=24)),
+        topology_refresh=get.duration("shard_discovery_interval", timedelta(seconds=30)),
+    )
+    get.reject_rest()
+    return settings
+
+
+def _acceleration(raw: Any, name: str, where: str, base: Path) -> AccelerationSettings:
+    where = f"{where}: acceleration"
+    if raw is None:
+        raise ConfigError(
+            f"{where}: required for dynamodb datasets (enabled: true, refresh_mode: changes)"
+        )
+    acc = _mapping(raw, where)
+    _reject_unknown(acc, ACCELERATION_KEYS, where)
+    get = _Getter(acc, where)
+    if get.boolean("enabled", True) is not True:
+        raise ConfigError(
+            f"{where}.enabled: must be true: dynamodb datasets are served from their accelerator"
+        )
+    if "refresh_sql" in acc:
+        raise ConfigError(
+            f"{where}.refresh_sql: not supported with DynamoDB Streams "
+            "(refresh_mode: changes applies every change; remove refresh_sql)"
+        )
+    refresh_mode = get.string("refresh_mode")
+    if refresh_mode != "changes":
+        raise ConfigError(
+            f"{where}.refresh_mode: must be 'changes' for dynamodb datasets, got {refresh_mode!r}"
+        )
+    engine = get.choice("engine", tuple(ENGINE_FILE_PARAM), "duckdb")
+    mode = get.choice("mode", ("memory", "file"), "memory")
+    params = _mapping(acc.get("params"), f"{where}.params")
+    pget = _Getter(params, f"{where}.params")
+    file_param = ENGINE_FILE_PARAM[engine]
+    file_value = pget.string(file_param)
+    pget.reject_rest()
+    file = None
+    if mode == "file":
+        file = Path(file_value) if file_value else Path("data") / f"{name}.{engine}"
+        file = file if file.is_absolute() else base / file
+    elif file_value:
+        raise ConfigError(f"{where}.params.{file_param}: only used with mode: file")
+    return AccelerationSettings(engine, mode, file)  # type: ignore[arg-type]
+
+
+def _reject_unknown(mapping: Mapping[str, Any], known: set[str], where: str) -> None:
+    for key in mapping:
+        if key not in known:
+            raise ConfigError(f"{where}: {key}: unknown key (expected one of {sorted(known)})")
+
+
+def _mapping(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def _resolve_env(value: Any, where: str) -> Any:
+    """``${env:NAME}`` in a string value is replaced by the environment variable NAME."""
+    if not isinstance(value, str):
+        return value
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return os.environ[name]
+
+    return _ENV.sub(sub, value)
+
+
+class _Getter:
+    """Typed reads from one mapping; every key read is ticked off so leftovers are errors."""
+
+    KNOWN_PARAMS_HINT = "see the spicepod reference in README.md"
+
+    def __init__(self, mapping: dict[str, Any], where: str) -> None:
+        self._mapping = mapping
+        self._where = where
+        self._read: set[str] = set()
+
+    def _get(self, key: str) -> Any:
+        self._read.add(key)
+        return _resolve_env(self._mapping.get(key), f"{self._where}.{key}")
+
+    def _typed(self, key: str, default: T, convert: Callable[[Any], T], expected: str) -> T:
+        value = self._get(key)
+        if value is None:
+            return default
+        try:
+            return convert(value)
+        except (ValueError, TypeError) as e:
+            detail = str(e) if isinstance(e, ValueError) and "duration" in str(e) else ""
+            raise ConfigError(
+                f"{self._where}.{key}: {detail or f'expected {expected}, got {value!r}'}"
+            ) from e
+
+    def string(self, key: str) -> str | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool | dict | list):
+            raise ConfigError(f"{self._where}.{key}: expected a string, got {value!r}")
+        return str(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        def convert(value: Any) -> bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise TypeError
+
+        return self._typed(key, default, convert, "true or false")
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.string(key)
+        if value is None:
+            return default
+        if value not in choices:
+            raise ConfigError(
+                f"{self._where}.{key}: expected one of {', '.join(choices)}, got {value!r}"
+            )
+        return value
+
+    def duration(self, key: str, default: timedelta) -> timedelta:
+        def convert(value: Any) -> timedelta:
+            if isinstance(value, bool) or not isinstance(value, str):
+                raise TypeError
+            return parse_duration(value)
+
+        return self._typed(key, default, convert, "a duration such as 100ms, 2s or 1m")
+
+    def positive_int(self, key: str, default: int) -> int:
+        def convert(value: Any) -> int:
+            if isinstance(value, bool):
+                raise TypeError
+            number = int(value)
+            if number <= 0 or (isinstance(value, float) and value != number):
+                raise ValueError
+            return number
+
+        return self._typed(key, default, convert, "an integer > 0")
+
+    def segments(self, key: str) -> int | None:
+        value = self._get(key)
+        if value is None or value == "auto":
+            return None
+        self._read.discard(key)
+        return self.positive_int(key, 1)
+
+    def reject_rest(self) -> None:
+        for key in self._mapping:
+            if key not in self._read:
+                raise ConfigError(
+                    f"{self._where}.{key}: unknown key ({self.KNOWN_PARAMS_HINT}; "
+                    f"known: {', '.join(sorted(self._read))})"
+                )

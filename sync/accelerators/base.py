@@ -1,0 +1,76 @@
+"""The accelerator interface and the name → engine registry."""
+
+from __future__ import annotations
+
+import importlib
+from types import TracebackType
+from typing import Protocol
+
+from sync.accelerators.query import QueryHandle
+from sync.changes import ChangeBatch, Checkpoint
+from sync.schema import TableSpec
+from sync.settings import AccelerationSettings
+
+CHECKPOINT_TABLE = "_dynamirror_checkpoints"
+
+
+class Accelerator(Protocol):
+    """One engine database holding one or more mirrored tables and their checkpoints.
+
+    A single sync thread writes each table; queries use :meth:`query_handle` concurrently.
+    """
+
+    engine: str
+
+    def table_spec(self, name: str) -> TableSpec | None:
+        """The table as the engine holds it now, or None if it does not exist."""
+        ...
+
+    def reset(self, dataset: str, spec: TableSpec) -> None:
+        """Drop the table and the dataset's checkpoint and create the table empty, atomically."""
+        ...
+
+    def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
+        """Apply ``batch`` to the table in one transaction, together with its checkpoint.
+
+        Columns of ``spec`` missing from the table are added, and widened types altered, in
+        that same transaction. A batch without a checkpoint (bootstrap) inserts its rows.
+        """
+        ...
+
+    def load_checkpoint(self, dataset: str) -> Checkpoint | None:
+        """The checkpoint last committed for ``dataset``."""
+        ...
+
+    def row_count(self, table: str) -> int: ...
+
+    def query_handle(self) -> QueryHandle:
+        """A read-only handle for queries over every table of this database."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine; idempotent."""
+        ...
+
+    def __enter__(self) -> Accelerator: ...
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+_ENGINES = {
+    "duckdb": "sync.accelerators.duckdb:DuckDBAccelerator",
+    "sqlite": "sync.accelerators.sqlite:SQLiteAccelerator",
+}
+
+
+def open_accelerator(settings: AccelerationSettings) -> Accelerator:
+    """Open the engine named by ``settings`` (modules load lazily, on first use)."""
+    module_name, class_name = _ENGINES[settings.engine].split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)(settings)  # type: ignore[no-any-return]
+
+
+def engine_names() -> list[str]:
+    return sorted(_ENGINES)

@@ -1,0 +1,222 @@
+"""DuckDB accelerator: set-based apply of Arrow batches, cursors for concurrent queries."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+
+import duckdb
+import pyarrow as pa
+
+from sync.accelerators import sql
+from sync.accelerators.query import QueryError
+from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
+from sync.schema import Column, ColumnType, TableSpec
+from sync.settings import AccelerationSettings
+
+TYPE_NAMES = {
+    ColumnType.BIGINT: "BIGINT",
+    ColumnType.DOUBLE: "DOUBLE",
+    ColumnType.VARCHAR: "VARCHAR",
+    ColumnType.BOOLEAN: "BOOLEAN",
+    ColumnType.BLOB: "BLOB",
+    ColumnType.JSON: "JSON",
+}
+ROWS_PER_BATCH = 64 * 1024
+
+
+class DuckDBQueryHandle:
+    """Queries on their own DuckDB cursor each, streaming Arrow batches from the engine."""
+
+    dialect = "duckdb"
+
+    def __init__(self, accelerator: DuckDBAccelerator) -> None:
+        self._accelerator = accelerator
+
+    def execute(self, sql_text: str, params: Sequence[object] = ()) -> pa.RecordBatchReader:
+        cursor = self._accelerator.cursor()
+        try:
+            relation = cursor.sql(sql_text, params=list(params) or None)
+            if relation is None:  # a statement without a result
+                return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+            reader = relation.to_arrow_reader(ROWS_PER_BATCH)
+        except duckdb.Error as e:
+            cursor.close()
+            raise QueryError(str(e)) from e
+        return pa.RecordBatchReader.from_batches(reader.schema, _closing(reader, cursor))
+
+
+def _closing(
+    reader: pa.RecordBatchReader, cursor: duckdb.DuckDBPyConnection
+) -> Iterator[pa.RecordBatch]:
+    # The reader borrows the cursor: keep it referenced until the stream ends, then free it.
+    try:
+        yield from reader
+    finally:
+        cursor.close()
+
+
+class DuckDBAccelerator:
+    """One DuckDB database (a file, or in memory) holding mirrored tables and checkpoints."""
+
+    engine = "duckdb"
+
+    def __init__(self, settings: AccelerationSettings) -> None:
+        if settings.mode == "file":
+            assert settings.file is not None
+            settings.file.parent.mkdir(parents=True, exist_ok=True)
+            self._db = duckdb.connect(str(settings.file))
+        else:
+            self._db = duckdb.connect(":memory:")
+        self._cursor_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._writer = self._db.cursor()
+        self._writer.execute(sql.CHECKPOINT_DDL)
+        self._closed = False
+        self._specs: dict[str, TableSpec] = {}  # as committed; only the writer changes tables
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._cursor_lock:
+            if self._closed:
+                raise QueryError("the accelerator is closed")
+            return self._db.cursor()
+
+    def table_spec(self, name: str) -> TableSpec | None:
+        with self.cursor() as cur:
+            columns = cur.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+                [name],
+            ).fetchall()
+            if not columns:
+                return None
+            key_row = cur.execute(
+                "SELECT constraint_column_names FROM duckdb_constraints() "
+                "WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
+                [name],
+            ).fetchone()
+        key = tuple(key_row[0]) if key_row else ()
+        return TableSpec(
+            name,
+            tuple(Column(n, sql.type_from_name(t, TYPE_NAMES)) for n, t in columns),
+            key,
+        )
+
+    def reset(self, dataset: str, spec: TableSpec) -> None:
+        with self._transaction() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
+            cur.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            cur.execute(sql.CHECKPOINT_DELETE, [dataset])
+        self._specs[spec.name] = spec
+
+    def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
+        table = sql.quote(spec.name)
+        columns = ", ".join(sql.quote(c) for c in spec.column_names)
+        rows = batch.rows if batch.checkpoint is None else batch.latest_per_key(spec.key)
+        with self._transaction() as cur:
+            self._evolve(cur, spec)
+            if rows.num_rows:
+                cur.register("_changes", rows)
+                try:
+                    if batch.checkpoint is not None:
+                        # Delete every key the batch touches, then insert the upserted rows:
+                        # measured several times faster than INSERT … ON CONFLICT in DuckDB.
+                        cur.execute(
+                            f"DELETE FROM {table} USING _changes "
+                            f"WHERE {sql.key_match(spec.key, table, '_changes')}"
+                        )
+                    cur.execute(
+                        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _changes "
+                        f"WHERE {OP_COLUMN} = {int(Op.UPSERT)}"
+                    )
+                finally:
+                    cur.unregister("_changes")
+            if batch.checkpoint is not None:
+                self._store_checkpoint(cur, dataset, batch.checkpoint)
+        self._specs[spec.name] = spec
+
+    def _evolve(self, cur: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
+        current = self._specs.get(spec.name) or self.table_spec(spec.name)
+        if current == spec:
+            return
+        if current is None:
+            cur.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            return
+        table = sql.quote(spec.name)
+        for column in spec.columns:
+            existing = current.column(column.name)
+            if existing is None:
+                cur.execute(
+                    f"ALTER TABLE {table} ADD COLUMN {sql.quote(column.name)} "
+                    f"{TYPE_NAMES[column.type]}"
+                )
+            elif existing.type != column.type:
+                cur.execute(
+                    f"ALTER TABLE {table} ALTER COLUMN {sql.quote(column.name)} "
+                    f"TYPE {TYPE_NAMES[column.type]}"
+                )
+
+    @staticmethod
+    def _store_checkpoint(
+        cur: duckdb.DuckDBPyConnection, dataset: str, checkpoint: Checkpoint
+    ) -> None:
+        cur.execute(sql.CHECKPOINT_DELETE, [dataset])
+        rows = sql.checkpoint_rows(dataset, checkpoint)
+        if rows:
+            cur.executemany(sql.CHECKPOINT_INSERT, rows)
+
+    def load_checkpoint(self, dataset: str) -> Checkpoint | None:
+        with self.cursor() as cur:
+            return sql.checkpoint_from_rows(
+                cur.execute(sql.CHECKPOINT_SELECT, [dataset]).fetchall()
+            )
+
+    def row_count(self, table: str) -> int:
+        with self.cursor() as cur:
+            row = cur.execute(f"SELECT count(*) FROM {sql.quote(table)}").fetchone()
+        return int(row[0]) if row else 0
+
+    def query_handle(self) -> DuckDBQueryHandle:
+        return DuckDBQueryHandle(self)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._writer, self._write_lock)
+
+    def close(self) -> None:
+        with self._cursor_lock:
+            if self._closed:
+                return
+            self._closed = True
+        with self._write_lock:
+            self._writer.close()
+            self._db.close()
+
+    def __enter__(self) -> DuckDBAccelerator:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _Transaction:
+    """BEGIN … COMMIT on the writer cursor; ROLLBACK on any exception."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, lock: threading.Lock) -> None:
+        self._cur = cur
+        self._lock = lock
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self._lock.acquire()
+        self._cur.execute("BEGIN TRANSACTION")
+        return self._cur
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self._cur.execute("COMMIT" if t is None else "ROLLBACK")
+        finally:
+            self._lock.release()

@@ -1,0 +1,251 @@
+"""SQLite accelerator: WAL, one writer connection, a read-only connection per query.
+
+Memory mode keeps the database in a private file under /dev/shm (RAM) when the machine has
+one, removed on close: unlike SQLite's shared-cache ``:memory:``, this lets queries run while
+the sync writes (WAL readers never wait for the writer).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sync.accelerators import sql
+from sync.accelerators.query import QueryError
+from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
+from sync.schema import Column, ColumnType, TableSpec
+from sync.settings import AccelerationSettings
+
+TYPE_NAMES = {
+    ColumnType.BIGINT: "BIGINT",
+    ColumnType.DOUBLE: "DOUBLE",
+    ColumnType.VARCHAR: "VARCHAR",
+    ColumnType.BOOLEAN: "BOOLEAN",
+    ColumnType.BLOB: "BLOB",
+    ColumnType.JSON: "JSON",
+}
+ROWS_PER_BATCH = 64 * 1024
+_PY_ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bytes: pa.binary()}
+
+
+class SQLiteQueryHandle:
+    """Each query on its own read-only connection (``PRAGMA query_only``), streamed in batches.
+
+    SQLite results carry no column types, so a result column named like a table column takes
+    that column's type (BOOLEAN stays boolean); others take the type of their first value.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, column_types: Mapping[str, ColumnType]) -> None:
+        self._path = path
+        self._column_types = column_types
+
+    def execute(self, sql_text: str, params: Sequence[object] = ()) -> pa.RecordBatchReader:
+        con = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            con.execute("PRAGMA query_only = ON")
+            cur = con.execute(sql_text, tuple(params))
+            names = [d[0] for d in cur.description or ()]
+            first = cur.fetchmany(ROWS_PER_BATCH)
+        except sqlite3.Error as e:
+            con.close()
+            raise QueryError(str(e)) from e
+        schema = pa.schema(
+            [pa.field(n, self._arrow_type(n, i, first)) for i, n in enumerate(names)]
+        )
+        return pa.RecordBatchReader.from_batches(schema, _batches(con, cur, first, schema))
+
+    def _arrow_type(self, name: str, index: int, rows: list[tuple[object, ...]]) -> pa.DataType:
+        ctype = self._column_types.get(name)
+        if ctype is not None:
+            return ctype.arrow
+        for row in rows:
+            if row[index] is not None:
+                return _PY_ARROW.get(type(row[index]), pa.string())
+        return pa.string()
+
+
+def _batches(
+    con: sqlite3.Connection, cur: sqlite3.Cursor, rows: list[tuple[object, ...]], schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
+    try:
+        while rows:
+            columns = list(zip(*rows, strict=True))
+            yield pa.record_batch(
+                [_to_arrow(col, f.type) for col, f in zip(columns, schema, strict=True)],
+                schema=schema,
+            )
+            rows = cur.fetchmany(ROWS_PER_BATCH)
+    finally:
+        con.close()
+
+
+def _to_arrow(values: Sequence[object], type_: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type_)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # SQLite stores booleans as 0/1 and lets a column hold mixed kinds of values.
+        if pa.types.is_boolean(type_):
+            return pa.array([None if v is None else bool(v) for v in values], type_)
+        return pa.array([None if v is None else str(v) for v in values], pa.string()).cast(type_)
+
+
+class SQLiteAccelerator:
+    """One SQLite database holding mirrored tables and checkpoints."""
+
+    engine = "sqlite"
+
+    def __init__(self, settings: AccelerationSettings) -> None:
+        self._temporary = settings.mode == "memory"
+        if self._temporary:
+            ram = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            fd, name = tempfile.mkstemp(prefix="dynamirror-", suffix=".sqlite", dir=ram)
+            os.close(fd)
+            self.path = Path(name)
+        else:
+            assert settings.file is not None
+            settings.file.parent.mkdir(parents=True, exist_ok=True)
+            self.path = settings.file
+        self._writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._writer.execute("PRAGMA journal_mode = WAL")
+        self._writer.execute("PRAGMA synchronous = NORMAL")
+        self._writer.execute(sql.CHECKPOINT_DDL)
+        self._lock = threading.RLock()
+        self._specs: dict[str, TableSpec] = {}
+        self._closed = False
+
+    def table_spec(self, name: str) -> TableSpec | None:
+        with self._lock:
+            info = self._writer.execute(f"PRAGMA table_info({sql.quote(name)})").fetchall()
+        if not info:
+            return None
+        # table_info rows: (cid, name, type, notnull, default, pk position or 0)
+        columns = tuple(Column(row[1], sql.type_from_name(row[2], TYPE_NAMES)) for row in info)
+        key = tuple(row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5]))
+        return TableSpec(name, columns, key)
+
+    def reset(self, dataset: str, spec: TableSpec) -> None:
+        with self._transaction() as con:
+            con.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
+            con.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            con.execute(sql.CHECKPOINT_DELETE, (dataset,))
+        self._specs[spec.name] = spec
+
+    def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
+        table = sql.quote(spec.name)
+        rows = batch.rows if batch.checkpoint is None else batch.latest_per_key(spec.key)
+        names = spec.column_names
+        placeholders = ", ".join("?" for _ in names)
+        insert = f"INSERT INTO {table} ({', '.join(map(sql.quote, names))}) VALUES ({placeholders})"
+        with self._transaction() as con:
+            self._evolve(con, spec)
+            if rows.num_rows and batch.checkpoint is not None:
+                keys = zip(*(rows.column(k).to_pylist() for k in spec.key), strict=True)
+                where = " AND ".join(f"{sql.quote(k)} = ?" for k in spec.key)
+                con.executemany(f"DELETE FROM {table} WHERE {where}", keys)
+            upserts = rows.filter(pc.equal(rows.column(OP_COLUMN), int(Op.UPSERT)))
+            if upserts.num_rows:
+                values = zip(*(upserts.column(n).to_pylist() for n in names), strict=True)
+                con.executemany(insert, values)
+            if batch.checkpoint is not None:
+                self._store_checkpoint(con, dataset, batch.checkpoint)
+        self._specs[spec.name] = spec
+
+    def _evolve(self, con: sqlite3.Connection, spec: TableSpec) -> None:
+        current = self._specs.get(spec.name) or self.table_spec(spec.name)
+        if current == spec:
+            return
+        if current is None:
+            con.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            return
+        table = sql.quote(spec.name)
+        if any((c := current.column(col.name)) and c.type != col.type for col in spec.columns):
+            # SQLite cannot change a column's declared type: rebuild the table in place.
+            scratch = sql.quote(f"_rebuild_{spec.name}")
+            con.execute(sql.create_table_sql(spec, TYPE_NAMES).replace(table, scratch, 1))
+            kept = ", ".join(sql.quote(c.name) for c in current.columns)
+            con.execute(f"INSERT INTO {scratch} ({kept}) SELECT {kept} FROM {table}")
+            con.execute(f"DROP TABLE {table}")
+            con.execute(f"ALTER TABLE {scratch} RENAME TO {table}")
+            return
+        for column in spec.columns:
+            if current.column(column.name) is None:
+                con.execute(
+                    f"ALTER TABLE {table} ADD COLUMN {sql.quote(column.name)} "
+                    f"{TYPE_NAMES[column.type]}"
+                )
+
+    @staticmethod
+    def _store_checkpoint(con: sqlite3.Connection, dataset: str, checkpoint: Checkpoint) -> None:
+        con.execute(sql.CHECKPOINT_DELETE, (dataset,))
+        con.executemany(sql.CHECKPOINT_INSERT, sql.checkpoint_rows(dataset, checkpoint))
+
+    def load_checkpoint(self, dataset: str) -> Checkpoint | None:
+        with self._lock:
+            rows = self._writer.execute(sql.CHECKPOINT_SELECT, (dataset,)).fetchall()
+        return sql.checkpoint_from_rows(rows)
+
+    def row_count(self, table: str) -> int:
+        with self._lock:
+            row = self._writer.execute(f"SELECT count(*) FROM {sql.quote(table)}").fetchone()
+        return int(row[0]) if row else 0
+
+    def query_handle(self) -> SQLiteQueryHandle:
+        types: dict[str, ColumnType] = {}
+        clashes: set[str] = set()
+        for spec in self._specs.values():
+            for column in spec.columns:
+                if types.setdefault(column.name, column.type) != column.type:
+                    clashes.add(column.name)
+        return SQLiteQueryHandle(self.path, {n: t for n, t in types.items() if n not in clashes})
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._writer, self._lock)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._writer.close()
+        if self._temporary:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def __enter__(self) -> SQLiteAccelerator:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT on the writer connection; ROLLBACK on any exception."""
+
+    def __init__(self, con: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._con = con
+        self._lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        self._con.execute("BEGIN IMMEDIATE")
+        return self._con
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self._con.execute("COMMIT" if t is None else "ROLLBACK")
+        finally:
+            self._lock.release()

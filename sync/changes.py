@@ -1,0 +1,65 @@
+"""``ChangeBatch``: the one currency between the DynamoDB source and the accelerators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum
+
+import pyarrow as pa
+
+OP_COLUMN = "_op"
+
+
+class Op(IntEnum):
+    """Row operation; stored as int8 in the ``_op`` column."""
+
+    UPSERT = 1  # INSERT and MODIFY: the row becomes the record's NewImage
+    DELETE = 2  # REMOVE: the row with this key goes away
+
+
+@dataclass(frozen=True)
+class ShardPosition:
+    """Where one shard of one stream has been read up to.
+
+    ``sequence_number`` is the last record applied (None: nothing read yet, start at the
+    shard's trim horizon); ``drained`` marks a closed shard read to its end.
+    """
+
+    stream_arn: str
+    shard_id: str
+    parent_shard_id: str | None
+    sequence_number: str | None
+    drained: bool = False
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Every shard position of a dataset's stream; stored with the data in one transaction."""
+
+    stream_arn: str
+    shards: tuple[ShardPosition, ...]
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """Rows to apply, in stream order, plus the checkpoint they advance to.
+
+    ``rows`` has the ``_op`` column followed by the table's columns (value columns are null on
+    deletes). Rows of one key are in sequence order, so the last row of a key wins.
+    ``checkpoint`` is None for bootstrap (scan) batches, whose rows are all upserts.
+    """
+
+    rows: pa.Table
+    checkpoint: Checkpoint | None
+    watermark: datetime | None = None
+    records: int = field(default=0)
+
+    def latest_per_key(self, key: tuple[str, ...]) -> pa.Table:
+        """The last row of every key (last writer wins), in no particular order."""
+        rows = self.rows
+        if rows.num_rows == 0:
+            return rows
+        indexed = rows.select(list(key)).append_column("_i", pa.array(range(rows.num_rows)))
+        winners = indexed.group_by(list(key), use_threads=False).aggregate([("_i", "max")])
+        return rows.take(winners["_i_max"])

@@ -1,0 +1,51 @@
+"""Map AWS errors onto the sync's error classes, once, at the boundary."""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+from sync.errors import (
+    IteratorExpired,
+    PermanentError,
+    RetentionExceeded,
+    SyncError,
+    TransientError,
+)
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "LimitExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+
+def classify(error: Exception, context: str) -> SyncError:
+    """The sync error for an exception raised by a boto3 call; ``context`` names the call
+    and its subject (table, stream ARN, shard id) for the message."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        message = error.response.get("Error", {}).get("Message", "") or str(error)
+        text = f"{context}: {code or status}: {message}"
+        if code == "ExpiredIteratorException":
+            return IteratorExpired(text)
+        if code == "TrimmedDataAccessException":
+            return RetentionExceeded(text)
+        if code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
+            return TransientError(text)
+        return PermanentError(text)
+    if isinstance(error, ConnectionError | HTTPClientError):
+        return TransientError(f"{context}: {error}")
+    if isinstance(error, BotoCoreError):
+        return PermanentError(f"{context}: {error}")
+    return PermanentError(f"{context}: {type(error).__name__}: {error}")

@@ -1,0 +1,267 @@
+"""Tailing a DynamoDB stream: shard lineage, iterators, GetRecords pages in bulk.
+
+Ordering guarantees: a child shard is read only after its parent is drained, and one shard's
+records come in sequence order. Shards being read at the same time are siblings with disjoint
+key ranges, so the records of one poll round, concatenated, keep every key's order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.compute as pc
+
+from sync.changes import Checkpoint, ShardPosition
+from sync.dynamodb.client import DynamoDBClients
+from sync.dynamodb.errors import classify
+from sync.dynamodb.rawparse import RecordsPage, parse_get_records
+from sync.errors import IteratorExpired, RetentionExceeded, SyncError
+from sync.retry import retrying
+
+log = logging.getLogger(__name__)
+
+GET_RECORDS_LIMIT = 1000
+MAX_PARALLEL_SHARDS = 8
+
+
+@dataclass
+class _Shard:
+    shard_id: str
+    parent_id: str | None
+    sequence_number: str | None = None  # last record read
+    drained: bool = False
+    start: str = "TRIM_HORIZON"  # iterator type while nothing has been read
+    iterator: str | None = None
+
+    def position(self, stream_arn: str) -> ShardPosition:
+        return ShardPosition(
+            stream_arn, self.shard_id, self.parent_id, self.sequence_number, self.drained
+        )
+
+
+@dataclass
+class Poll:
+    """One poll round: pages in lineage-safe order and whether the stream is caught up."""
+
+    pages: list[RecordsPage] = field(default_factory=list)
+    caught_up: bool = True
+    drained_shards: int = 0
+
+    @property
+    def records(self) -> int:
+        return sum(p.count for p in self.pages)
+
+
+class StreamReader:
+    """The shard-lineage state machine of one stream.
+
+    Not thread-safe: one dataset's sync thread drives it (GetRecords calls of one round run in
+    a small pool). DescribeStream is rate-limited on AWS, so topology is refreshed on a
+    schedule and when a shard closes, not on every poll.
+    """
+
+    def __init__(
+        self,
+        clients: DynamoDBClients,
+        stream_arn: str,
+        stop: threading.Event,
+        on_transient: Callable[[SyncError], None],
+        topology_refresh_s: float = 30.0,
+    ) -> None:
+        self._clients = clients
+        self.stream_arn = stream_arn
+        self._stop = stop
+        self._on_transient = on_transient
+        self._refresh_s = topology_refresh_s
+        self._shards: dict[str, _Shard] = {}
+        self._next_refresh = 0.0
+        self._pool = ThreadPoolExecutor(MAX_PARALLEL_SHARDS, thread_name_prefix="get-records")
+
+    # -- positions ---------------------------------------------------------------------------
+
+    def start_at_latest(self) -> None:
+        """Position every open shard at its tip, now (before a bootstrap scan starts).
+
+        Closed shards hold only records older than the scan: they count as drained. The
+        LATEST iterators are taken at once so that nothing written after this call is missed.
+        """
+        for desc in self._describe():
+            shard = _Shard(desc["ShardId"], desc.get("ParentShardId"))
+            if _is_closed(desc):
+                shard.drained = True
+            else:
+                shard.start = "LATEST"
+                shard.iterator = self._get_iterator(shard)
+            self._shards[shard.shard_id] = shard
+        self._next_refresh = time.monotonic() + self._refresh_s
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Continue from a stored checkpoint.
+
+        Raises:
+            RetentionExceeded: the checkpoint belongs to another stream (disabled and
+                re-enabled), or an undrained shard of it is no longer in the stream.
+        """
+        if checkpoint.stream_arn != self.stream_arn:
+            raise RetentionExceeded(
+                f"the checkpoint is for stream {checkpoint.stream_arn}, but the table's stream "
+                f"is now {self.stream_arn} (the stream was disabled and re-enabled)"
+            )
+        for pos in checkpoint.shards:
+            self._shards[pos.shard_id] = _Shard(
+                pos.shard_id, pos.parent_shard_id, pos.sequence_number, pos.drained
+            )
+        live = {d["ShardId"] for d in self._describe()}
+        lost = [
+            s.shard_id for s in self._shards.values() if not s.drained and s.shard_id not in live
+        ]
+        if lost:
+            raise RetentionExceeded(
+                f"shards {', '.join(sorted(lost))} of the checkpoint are no longer in stream "
+                f"{self.stream_arn}: their records were trimmed (older than the retention)"
+            )
+        self._refresh_topology()
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(
+            self.stream_arn, tuple(s.position(self.stream_arn) for s in self._shards.values())
+        )
+
+    @property
+    def active_shards(self) -> int:
+        return sum(1 for s in self._shards.values() if not s.drained)
+
+    # -- polling -----------------------------------------------------------------------------
+
+    def poll(self) -> Poll:
+        """Read one page from every readable shard (parents drained), in parallel."""
+        if time.monotonic() >= self._next_refresh:
+            self._refresh_topology()
+        readable = [s for s in self._shards.values() if not s.drained and self._parent_done(s)]
+        result = Poll()
+        if not readable:
+            return result
+        pages = list(self._pool.map(self._read_shard, readable))
+        for shard, page in zip(readable, pages, strict=True):
+            if page.count:
+                result.pages.append(page)
+                result.caught_up = False
+            if shard.drained:
+                result.drained_shards += 1
+        if result.drained_shards:
+            # A closed shard is drained: its children may have appeared.
+            self._refresh_topology()
+            result.caught_up = False
+        return result
+
+    def _parent_done(self, shard: _Shard) -> bool:
+        parent = self._shards.get(shard.parent_id) if shard.parent_id else None
+        return parent is None or parent.drained
+
+    def _read_shard(self, shard: _Shard) -> RecordsPage:
+        while True:
+            if shard.iterator is None:
+                shard.iterator = self._get_iterator(shard)
+            iterator = shard.iterator
+            try:
+                page = retrying(
+                    lambda it=iterator: self._get_records(it, shard.shard_id),
+                    self._stop,
+                    self._on_transient,
+                )
+            except IteratorExpired:
+                log.info(
+                    "shard %s: iterator expired, resuming after the checkpoint", shard.shard_id
+                )
+                shard.iterator = None
+                if shard.sequence_number is None:
+                    shard.start = "TRIM_HORIZON"  # replay is safe: last writer wins
+                continue
+            if page.records is not None and page.count:
+                shard.sequence_number = _last_sequence_number(page)
+            shard.iterator = page.next_shard_iterator
+            if page.next_shard_iterator is None:
+                shard.drained = True
+                log.info("shard %s drained", shard.shard_id)
+            return page
+
+    def _get_records(self, iterator: str, shard_id: str) -> RecordsPage:
+        try:
+            body = self._clients.streams.get_records(
+                ShardIterator=iterator, Limit=GET_RECORDS_LIMIT
+            )["RawBody"]
+        except Exception as e:  # noqa: BLE001 - every boto error is classified at this boundary
+            raise classify(e, f"GetRecords {self.stream_arn} shard {shard_id}") from e
+        return parse_get_records(body)
+
+    def _get_iterator(self, shard: _Shard) -> str:
+        kwargs: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": shard.shard_id}
+        if shard.sequence_number is not None:
+            kwargs.update(
+                ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=shard.sequence_number
+            )
+        else:
+            kwargs["ShardIteratorType"] = shard.start
+
+        def call() -> str:
+            try:
+                return str(self._clients.streams.get_shard_iterator(**kwargs)["ShardIterator"])
+            except Exception as e:  # noqa: BLE001 - classified at this boundary
+                raise classify(
+                    e, f"GetShardIterator {self.stream_arn} shard {shard.shard_id}"
+                ) from e
+
+        return retrying(call, self._stop, self._on_transient)
+
+    # -- topology ----------------------------------------------------------------------------
+
+    def _describe(self) -> list[dict[str, Any]]:
+        """Every shard of the stream (DescribeStream, all pages)."""
+        shards: list[dict[str, Any]] = []
+        start: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"StreamArn": self.stream_arn}
+            if start:
+                kwargs["ExclusiveStartShardId"] = start
+
+            def call(kw: dict[str, Any] = kwargs) -> dict[str, Any]:
+                try:
+                    return dict(self._clients.streams.describe_stream(**kw)["StreamDescription"])
+                except Exception as e:  # noqa: BLE001 - classified at this boundary
+                    raise classify(e, f"DescribeStream {self.stream_arn}") from e
+
+            desc = retrying(call, self._stop, self._on_transient)
+            shards.extend(desc.get("Shards", []))
+            start = desc.get("LastEvaluatedShardId")
+            if not start:
+                return shards
+
+    def _refresh_topology(self) -> None:
+        described = self._describe()
+        live = {d["ShardId"] for d in described}
+        for desc in described:
+            if desc["ShardId"] not in self._shards:
+                self._shards[desc["ShardId"]] = _Shard(desc["ShardId"], desc.get("ParentShardId"))
+                log.info("new shard %s (parent %s)", desc["ShardId"], desc.get("ParentShardId"))
+        for shard_id in [s for s, st in self._shards.items() if st.drained and s not in live]:
+            del self._shards[shard_id]  # drained and gone from the stream: forget it
+        self._next_refresh = time.monotonic() + self._refresh_s
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _is_closed(desc: dict[str, Any]) -> bool:
+    return bool(desc.get("SequenceNumberRange", {}).get("EndingSequenceNumber"))
+
+
+def _last_sequence_number(page: RecordsPage) -> str:
+    assert page.records is not None
+    dynamodb = pc.struct_field(page.records, "dynamodb")
+    return str(pc.struct_field(dynamodb, "SequenceNumber")[-1].as_py())

@@ -1,0 +1,41 @@
+"""Errors of the sync, with their retry policy on the class.
+
+Loops read the flags (``retriable``, ``refresh_iterator``), never the messages.
+"""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Root of every sync error. Not retriable unless a subclass says so."""
+
+    retriable = False
+    refresh_iterator = False
+
+
+class TransientError(SyncError):
+    """Throttling, 5xx, timeouts, connection resets: retried with backoff, counted."""
+
+    retriable = True
+
+
+class IteratorExpired(SyncError):
+    """A shard iterator is older than 15 minutes: get a fresh one after the checkpoint."""
+
+    retriable = True
+    refresh_iterator = True
+
+
+class RetentionExceeded(SyncError):
+    """The checkpoint is beyond the stream's retention: trimmed data or vanished shards.
+
+    Handled by ``lag_exceeds_shard_retention_behavior``.
+    """
+
+
+class PermanentError(SyncError):
+    """Access denied, table or stream gone, bad configuration: the dataset goes to error."""
+
+
+class StreamNotConfigured(PermanentError):
+    """The table has no stream, or not the NEW_AND_OLD_IMAGES view type."""

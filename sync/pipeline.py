@@ -1,0 +1,320 @@
+"""``DatasetSync``: one dataset's life — bootstrap (or resume), then tail the stream.
+
+Runs on its own thread. Readiness is computed here: bootstrap done, the changes made during
+the scan applied, and lag below ``ready_lag``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+from sync.accelerators.base import Accelerator
+from sync.changes import ChangeBatch
+from sync.dynamodb.client import DynamoDBClients, make_clients
+from sync.dynamodb.convert import infer_columns
+from sync.dynamodb.records import evolve_spec, image_rows, rows_schema, stream_rows, upserts
+from sync.dynamodb.scan import auto_segments, scan_table
+from sync.dynamodb.stream import StreamReader
+from sync.dynamodb.table import TableDescription, describe_table
+from sync.errors import RetentionExceeded, SyncError
+from sync.retry import Backoff, Stopped, retrying
+from sync.schema import TableSpec
+from sync.settings import DatasetSettings
+from sync.status import QUERYABLE, BootstrapProgress, DatasetStatus, State
+
+log = logging.getLogger(__name__)
+
+ERROR_RETRY_S = 30.0  # a dataset in error tries again on this slow schedule
+PROGRESS_LOG_S = 5.0
+
+
+class DatasetNotQueryable(Exception):
+    """Raised by :meth:`DatasetSync.check_queryable`; the message says why."""
+
+
+class DatasetSync:
+    """Keeps one accelerator table equal to one DynamoDB table."""
+
+    def __init__(self, settings: DatasetSettings, accelerator: Accelerator) -> None:
+        self.settings = settings
+        self.accelerator = accelerator
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._state = State.STARTING
+        self._since = time.time()
+        self._error: str | None = None
+        self._spec: TableSpec | None = accelerator.table_spec(settings.name)
+        self._watermark: float | None = None  # epoch seconds the mirror is current up to
+        self._shards_active = 0
+        self._records_consumed = 0
+        self._errors_transient = 0
+        self._reinitializations = 0
+        self._bootstraps = 0
+        self._last_checkpoint_at: float | None = None
+        self._bootstrap: BootstrapProgress | None = None
+        self._clients: DynamoDBClients | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"sync-{self.settings.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop after the in-flight batch is committed (or rolled back); never half."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._set_state(State.STOPPED)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._run_once()
+            except Stopped:
+                return
+            except RetentionExceeded as e:
+                self._fail(self._retention_message(e))
+            except SyncError as e:
+                self._fail(str(e))
+            except Exception as e:  # noqa: BLE001 - a dataset never stops silently
+                log.exception("dataset %s: unexpected error", self.settings.name)
+                self._fail(f"{type(e).__name__}: {e}")
+            if self._stop.wait(ERROR_RETRY_S):
+                return
+
+    def _fail(self, message: str) -> None:
+        log.error("dataset %s: %s (retrying in %.0f s)", self.settings.name, message, ERROR_RETRY_S)
+        self._set_state(State.ERROR, message)
+
+    def _retention_message(self, error: RetentionExceeded) -> str:
+        where = (
+            f"delete {self.settings.acceleration.file} and restart"
+            if self.settings.acceleration.file
+            else "restart the runtime"
+        )
+        return (
+            f"{error}. The checkpoint is beyond the stream's retention, so changes were lost. "
+            f"To recover, {where} to bootstrap again, or set "
+            "lag_exceeds_shard_retention_behavior: ready_before_load (or ready_after_load) "
+            "to re-bootstrap automatically"
+        )
+
+    def _run_once(self) -> None:
+        if self._clients is None:
+            self._clients = make_clients(self.settings.source)
+        table = describe_table(self._clients, self.settings.source.table)
+        stream_arn = table.require_stream()
+        reader = StreamReader(
+            self._clients,
+            stream_arn,
+            self._stop,
+            self._count_transient,
+            self.settings.topology_refresh.total_seconds(),
+        )
+        try:
+            checkpoint = self.accelerator.load_checkpoint(self.settings.name)
+            if checkpoint is not None and self._spec is not None:
+                log.info("dataset %s: resuming from its checkpoint", self.settings.name)
+                reader.resume(checkpoint)
+                self._set_state(State.CATCHING_UP)
+            else:
+                self._bootstrap_table(table, reader)
+            self._tail(reader)
+        finally:
+            reader.close()
+
+    # -- bootstrap ---------------------------------------------------------------------------
+
+    def _bootstrap_table(self, table: TableDescription, reader: StreamReader) -> None:
+        name = self.settings.name
+        # Capture the stream position first: every change made during the scan is replayed.
+        reader.start_at_latest()
+        self._bootstraps += 1
+        started = time.time()
+        segments = self.settings.scan_segments or auto_segments(table.item_count)
+        log.info(
+            "dataset %s: bootstrapping from table %s (about %d items, %d segments)",
+            name,
+            table.name,
+            table.item_count,
+            segments,
+        )
+        self._bootstrap = BootstrapProgress(0, table.item_count, 0.0, started)
+        self._set_state(State.BOOTSTRAPPING)
+        spec: TableSpec | None = None
+        items = 0
+        last_log = started
+        for page in scan_table(
+            self._clients, table.name, segments, self._stop, self._count_transient
+        ):
+            if spec is None:
+                sample = page.slice(0, self.settings.schema_infer_max_records)
+                spec = table.empty_spec(name).with_columns(infer_columns(sample))
+                self.accelerator.reset(name, spec)
+            spec = evolve_spec(spec, page)
+            rows = image_rows(spec, page, page, upserts(len(page)))
+            self.accelerator.apply(name, spec, ChangeBatch(rows, None, records=len(page)))
+            self._spec = spec
+            items += len(page)
+            now = time.time()
+            self._bootstrap = BootstrapProgress(
+                items, max(table.item_count, items), items / max(now - started, 1e-6), started
+            )
+            if now - last_log >= PROGRESS_LOG_S:
+                last_log = now
+                self._log_progress()
+        if spec is None:  # empty table: the key columns alone, growing as items arrive
+            spec = table.empty_spec(name)
+            self.accelerator.reset(name, spec)
+        elapsed = time.time() - started
+        if elapsed > self.settings.shard_retention.total_seconds():
+            raise RetentionExceeded(
+                f"the bootstrap scan took {elapsed:.0f} s, longer than the stream's retention"
+            )
+        # Bootstrap complete: store the stream position captured before the scan.
+        self._commit(spec, ChangeBatch(rows_schema(spec).empty_table(), reader.checkpoint()))
+        log.info(
+            "dataset %s: bootstrap loaded %d items in %.1f s (%.0f items/s); "
+            "replaying changes made during the scan",
+            name,
+            items,
+            elapsed,
+            items / max(elapsed, 1e-6),
+        )
+        self._set_state(State.CATCHING_UP)
+
+    def _log_progress(self) -> None:
+        p = self._bootstrap
+        if p is None:
+            return
+        eta = f"{p.eta_s:.0f} s" if p.eta_s is not None else "-"
+        log.info(
+            "dataset %s: bootstrap %d / ~%d items (%.0f %%), %.0f items/s, ETA %s",
+            self.settings.name,
+            p.items,
+            p.expected,
+            p.percent,
+            p.rate_per_s,
+            eta,
+        )
+
+    # -- streaming ---------------------------------------------------------------------------
+
+    def _tail(self, reader: StreamReader) -> None:
+        assert self._spec is not None
+        interval = self.settings.scan_interval.total_seconds()
+        while not self._stop.is_set():
+            round_started = time.time()
+            poll = reader.poll()
+            self._shards_active = reader.active_shards
+            if poll.pages or poll.drained_shards:
+                rows, spec, newest = stream_rows(self._spec, poll.pages)
+                watermark = datetime.fromtimestamp(newest, UTC) if newest else None
+                self._commit(spec, ChangeBatch(rows, reader.checkpoint(), watermark, poll.records))
+                self._spec = spec
+                self._records_consumed += poll.records
+                if newest is not None:
+                    self._watermark = newest
+            if poll.caught_up:
+                # Nothing left to read: the mirror is current as of this round's start.
+                self._watermark = round_started
+            self._update_readiness()
+            if poll.caught_up and self._stop.wait(interval):
+                return
+
+    def _commit(self, spec: TableSpec, batch: ChangeBatch) -> None:
+        """Apply a batch with its checkpoint; engine errors are retried, never half-applied."""
+
+        def apply() -> None:
+            try:
+                self.accelerator.apply(self.settings.name, spec, batch)
+            except SyncError:
+                raise
+            except Exception as e:  # noqa: BLE001 - engine errors are transient by default
+                raise _ApplyError(f"applying a batch to {self.settings.name}: {e}") from e
+
+        retrying(apply, self._stop, self._count_transient, Backoff(0.5, 30.0))
+        self._last_checkpoint_at = time.time()
+
+    def _update_readiness(self) -> None:
+        lag = self.lag_ms()
+        ready = lag is not None and lag < self.settings.ready_lag.total_seconds() * 1000
+        with self._lock:
+            state = self._state
+        if ready and state is not State.READY:
+            if state is State.CATCHING_UP:
+                log.info("dataset %s is Ready (lag %d ms)", self.settings.name, lag)
+            self._set_state(State.READY)
+        elif not ready and state is State.READY:
+            self._set_state(State.LAGGING)
+
+    def _count_transient(self, error: SyncError) -> None:
+        self._errors_transient += 1
+        log.warning("dataset %s: transient error, retrying: %s", self.settings.name, error)
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def _set_state(self, state: State, error: str | None = None) -> None:
+        with self._lock:
+            if state is not self._state or error != self._error:
+                self._since = time.time()
+            self._state = state
+            self._error = error
+            if state is not State.BOOTSTRAPPING:
+                self._bootstrap = None if state is not State.ERROR else self._bootstrap
+
+    def lag_ms(self) -> int | None:
+        if self._watermark is None:
+            return None
+        return max(0, int((time.time() - self._watermark) * 1000))
+
+    @property
+    def spec(self) -> TableSpec | None:
+        return self._spec
+
+    def status(self) -> DatasetStatus:
+        with self._lock:
+            state, since, error, bootstrap = self._state, self._since, self._error, self._bootstrap
+        acc = self.settings.acceleration
+        return DatasetStatus(
+            name=self.settings.name,
+            table=self.settings.source.table,
+            engine=acc.engine,
+            mode=acc.mode,
+            state=state,
+            since=since,
+            error=error,
+            lag_ms=self.lag_ms(),
+            shards_active=self._shards_active,
+            records_consumed=self._records_consumed,
+            errors_transient=self._errors_transient,
+            reinitializations=self._reinitializations,
+            bootstraps=self._bootstraps,
+            last_checkpoint_at=self._last_checkpoint_at,
+            bootstrap=bootstrap,
+        )
+
+    def check_queryable(self) -> None:
+        """Raise :class:`DatasetNotQueryable` (with the reason) unless queries may run."""
+        status = self.status()
+        if status.state not in QUERYABLE:
+            raise DatasetNotQueryable(status.reason())
+
+    def row_count(self) -> int | None:
+        if self._spec is None:
+            return None
+        return self.accelerator.row_count(self._spec.name)
+
+
+class _ApplyError(SyncError):
+    """The engine failed to apply a batch (disk full, server gone…): retried with backoff."""
+
+    retriable = True
+

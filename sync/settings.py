@@ -1,0 +1,61 @@
+"""Typed, validated settings of one dataset's sync, built once from ``spicepod.yaml``.
+
+``sync`` reads no environment and no YAML: ``flightsrv.config`` builds these and passes them
+down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+RetentionBehavior = Literal["error", "ready_before_load", "ready_after_load"]
+Engine = Literal["duckdb", "sqlite"]
+Mode = Literal["memory", "file"]
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where the DynamoDB table is and how to authenticate."""
+
+    table: str
+    region: str | None = None
+    auth: Literal["iam_role", "key"] = "iam_role"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    endpoint_url: str | None = None
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class AccelerationSettings:
+    """The engine a dataset is mirrored into; ``file`` is set in file mode."""
+
+    engine: Engine
+    mode: Mode
+    file: Path | None = None
+
+    @property
+    def location(self) -> str:
+        """Datasets with the same location share one engine database (and can be joined)."""
+        return f"{self.engine}:{self.file.resolve() if self.file else 'memory'}"
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """Everything one dataset's sync needs."""
+
+    name: str
+    source: SourceSettings
+    acceleration: AccelerationSettings
+    scan_interval: timedelta = timedelta(seconds=1)
+    ready_lag: timedelta = timedelta(seconds=2)
+    scan_segments: int | None = None  # None: sized from the table's item count
+    schema_infer_max_records: int = 10
+    retention_behavior: RetentionBehavior = "error"
+    shard_retention: timedelta = timedelta(hours=24)
+    topology_refresh: timedelta = timedelta(seconds=30)

@@ -1,0 +1,32 @@
+"""Shared fixtures: one DynamoDB emulator server (moto, over HTTP) for the session."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.dynamo import Emulator, start_emulator
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    emu = start_emulator()
+    yield emu
+    emu.server.stop()
+
+
+@pytest.fixture
+def ddb(emulator: Emulator) -> Any:
+    return emulator.client("dynamodb")
+
+
+@pytest.fixture
+def table_name(request: pytest.FixtureRequest) -> str:
+    """A table name unique within the session (the emulator is shared)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"t{next(_names)}_{request.node.name}")[:200]
