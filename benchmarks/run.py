@@ -75,7 +75,7 @@ def bootstrap_fast(engine: str, bodies: list[bytes]) -> int:
             assert page is not None
             if spec is None:
                 spec = KEY_SPEC.with_columns(infer_columns(page.slice(0, 10)))
-                acc.reset("orders", spec)
+                acc.create_table(spec)
             spec = evolve_spec(spec, page)
             acc.apply(
                 "orders", spec, ChangeBatch(image_rows(spec, page, page, upserts(len(page))), None)
@@ -91,7 +91,7 @@ def changes_fast(engine: str, scan: list[bytes], bodies: list[bytes]) -> Callabl
     page = parse_scan(scan[0]).items
     assert page is not None
     spec = KEY_SPEC.with_columns(infer_columns(page))
-    acc.reset("orders", spec)
+    acc.create_table(spec)
     acc.apply("orders", spec, ChangeBatch(image_rows(spec, page, page, upserts(len(page))), None))
 
     def run() -> int:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sync.accelerators.base import Accelerator
 from sync.changes import ChangeBatch
 from sync.dynamodb.client import DynamoDBClients, make_clients
 from sync.dynamodb.convert import infer_columns
-from sync.dynamodb.records import evolve_spec, image_rows, rows_schema, stream_rows, upserts
+from sync.dynamodb.records import evolve_spec, image_rows, stream_rows, upserts
 from sync.dynamodb.scan import auto_segments, scan_table
 from sync.dynamodb.stream import StreamReader
 from sync.dynamodb.table import TableDescription, describe_table
@@ -27,7 +28,9 @@ from sync.status import QUERYABLE, BootstrapProgress, DatasetStatus, State
 
 log = logging.getLogger(__name__)
 
-ERROR_RETRY_S = 30.0  # a dataset in error tries again on this slow schedule
+STAGING_SUFFIX = "__bootstrap"
+ERROR_RETRY_S = 30.0
+UNCONFIRMED_POLL_S = 0.2  # a dataset in error tries again on this slow schedule
 PROGRESS_LOG_S = 5.0
 
 
@@ -74,12 +77,21 @@ class DatasetSync:
         self._set_state(State.STOPPED)
 
     def _run(self) -> None:
+        rebootstrap = False
         while not self._stop.is_set():
             try:
-                self._run_once()
+                self._run_once(rebootstrap)
             except Stopped:
                 return
             except RetentionExceeded as e:
+                behavior = self.settings.retention_behavior
+                if behavior != "error":
+                    self._reinitializations += 1
+                    log.warning(
+                        "dataset %s: %s; re-bootstrapping (%s)", self.settings.name, e, behavior
+                    )
+                    rebootstrap = True
+                    continue
                 self._fail(self._retention_message(e))
             except SyncError as e:
                 self._fail(str(e))
@@ -106,7 +118,7 @@ class DatasetSync:
             "to re-bootstrap automatically"
         )
 
-    def _run_once(self) -> None:
+    def _run_once(self, rebootstrap: bool) -> None:
         if self._clients is None:
             self._clients = make_clients(self.settings.source)
         table = describe_table(self._clients, self.settings.source.table)
@@ -120,20 +132,33 @@ class DatasetSync:
         )
         try:
             checkpoint = self.accelerator.load_checkpoint(self.settings.name)
-            if checkpoint is not None and self._spec is not None:
+            if checkpoint is not None and self._spec is not None and not rebootstrap:
                 log.info("dataset %s: resuming from its checkpoint", self.settings.name)
                 reader.resume(checkpoint)
                 self._set_state(State.CATCHING_UP)
             else:
-                self._bootstrap_table(table, reader)
-            self._tail(reader)
+                serve_old = (
+                    rebootstrap
+                    and self.settings.retention_behavior == "ready_before_load"
+                    and self._spec is not None
+                )
+                self._bootstrap_table(table, reader, serve_old)
+            self._tail(reader, table)
         finally:
             reader.close()
 
     # -- bootstrap ---------------------------------------------------------------------------
 
-    def _bootstrap_table(self, table: TableDescription, reader: StreamReader) -> None:
+    def _bootstrap_table(
+        self, table: TableDescription, reader: StreamReader, serve_old: bool
+    ) -> None:
+        """Scan the table into a staging table, then swap it in with the stream position.
+
+        With ``serve_old`` (ready_before_load) the current table keeps serving queries until
+        the swap; otherwise the dataset is not queryable while it loads.
+        """
         name = self.settings.name
+        staging_name = f"{name}{STAGING_SUFFIX}"
         # Capture the stream position first: every change made during the scan is replayed.
         reader.start_at_latest()
         self._bootstraps += 1
@@ -147,21 +172,20 @@ class DatasetSync:
             segments,
         )
         self._bootstrap = BootstrapProgress(0, table.item_count, 0.0, started)
-        self._set_state(State.BOOTSTRAPPING)
-        spec: TableSpec | None = None
+        self._set_state(State.REBOOTSTRAPPING if serve_old else State.BOOTSTRAPPING)
+        spec = table.empty_spec(staging_name)
+        self.accelerator.create_table(spec)
         items = 0
         last_log = started
         for page in scan_table(
             self._clients, table.name, segments, self._stop, self._count_transient
         ):
-            if spec is None:
+            if items == 0:
                 sample = page.slice(0, self.settings.schema_infer_max_records)
-                spec = table.empty_spec(name).with_columns(infer_columns(sample))
-                self.accelerator.reset(name, spec)
+                spec = spec.with_columns(infer_columns(sample))
             spec = evolve_spec(spec, page)
             rows = image_rows(spec, page, page, upserts(len(page)))
             self.accelerator.apply(name, spec, ChangeBatch(rows, None, records=len(page)))
-            self._spec = spec
             items += len(page)
             now = time.time()
             self._bootstrap = BootstrapProgress(
@@ -170,16 +194,15 @@ class DatasetSync:
             if now - last_log >= PROGRESS_LOG_S:
                 last_log = now
                 self._log_progress()
-        if spec is None:  # empty table: the key columns alone, growing as items arrive
-            spec = table.empty_spec(name)
-            self.accelerator.reset(name, spec)
         elapsed = time.time() - started
         if elapsed > self.settings.shard_retention.total_seconds():
             raise RetentionExceeded(
                 f"the bootstrap scan took {elapsed:.0f} s, longer than the stream's retention"
             )
-        # Bootstrap complete: store the stream position captured before the scan.
-        self._commit(spec, ChangeBatch(rows_schema(spec).empty_table(), reader.checkpoint()))
+        # Bootstrap complete: swap the table in with the position captured before the scan.
+        self.accelerator.swap_in(name, spec, name, reader.checkpoint())
+        self._spec = replace(spec, name=name)
+        self._last_checkpoint_at = time.time()
         log.info(
             "dataset %s: bootstrap loaded %d items in %.1f s (%.0f items/s); "
             "replaying changes made during the scan",
@@ -188,7 +211,7 @@ class DatasetSync:
             elapsed,
             items / max(elapsed, 1e-6),
         )
-        self._set_state(State.CATCHING_UP)
+        self._set_state(State.REBOOTSTRAPPING if serve_old else State.CATCHING_UP)
 
     def _log_progress(self) -> None:
         p = self._bootstrap
@@ -207,9 +230,11 @@ class DatasetSync:
 
     # -- streaming ---------------------------------------------------------------------------
 
-    def _tail(self, reader: StreamReader) -> None:
+    def _tail(self, reader: StreamReader, table: TableDescription) -> None:
         assert self._spec is not None
         interval = self.settings.scan_interval.total_seconds()
+        refresh = self.settings.topology_refresh.total_seconds()
+        next_table_check = time.monotonic() + refresh
         while not self._stop.is_set():
             round_started = time.time()
             poll = reader.poll()
@@ -226,8 +251,24 @@ class DatasetSync:
                 # Nothing left to read: the mirror is current as of this round's start.
                 self._watermark = round_started
             self._update_readiness()
-            if poll.caught_up and self._stop.wait(interval):
+            if time.monotonic() >= next_table_check:
+                next_table_check = time.monotonic() + refresh
+                self._check_stream_unchanged(table)
+            # Idle: wait. Empty pages before the tip is confirmed are re-polled sooner.
+            if poll.records == 0 and self._stop.wait(
+                interval if poll.caught_up else min(interval, UNCONFIRMED_POLL_S)
+            ):
                 return
+
+    def _check_stream_unchanged(self, table: TableDescription) -> None:
+        """A stream disabled and re-enabled gets a new ARN: the old position is meaningless."""
+        assert self._clients is not None
+        current = describe_table(self._clients, table.name).require_stream()
+        if current != table.stream_arn:
+            raise RetentionExceeded(
+                f"the table's stream changed from {table.stream_arn} to {current} "
+                "(disabled and re-enabled)"
+            )
 
     def _commit(self, spec: TableSpec, batch: ChangeBatch) -> None:
         """Apply a batch with its checkpoint; engine errors are retried, never half-applied."""
@@ -249,7 +290,7 @@ class DatasetSync:
         with self._lock:
             state = self._state
         if ready and state is not State.READY:
-            if state is State.CATCHING_UP:
+            if state in (State.CATCHING_UP, State.REBOOTSTRAPPING):
                 log.info("dataset %s is Ready (lag %d ms)", self.settings.name, lag)
             self._set_state(State.READY)
         elif not ready and state is State.READY:
@@ -317,4 +358,3 @@ class _ApplyError(SyncError):
     """The engine failed to apply a batch (disk full, server gone…): retried with backoff."""
 
     retriable = True
-

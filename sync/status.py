@@ -11,13 +11,14 @@ class State(StrEnum):
     STARTING = "starting"
     BOOTSTRAPPING = "bootstrapping"
     CATCHING_UP = "catching_up"  # bootstrap done (or resumed), lag not yet below ready_lag
+    REBOOTSTRAPPING = "rebootstrapping"  # ready_before_load: old rows served during a reload
     READY = "ready"
     LAGGING = "lagging"  # was Ready, lag now above ready_lag; queries still served
     ERROR = "error"
     STOPPED = "stopped"
 
 
-QUERYABLE = frozenset({State.READY, State.LAGGING})
+QUERYABLE = frozenset({State.READY, State.LAGGING, State.REBOOTSTRAPPING})
 
 
 @dataclass(frozen=True)

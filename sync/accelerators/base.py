@@ -26,8 +26,13 @@ class Accelerator(Protocol):
         """The table as the engine holds it now, or None if it does not exist."""
         ...
 
-    def reset(self, dataset: str, spec: TableSpec) -> None:
-        """Drop the table and the dataset's checkpoint and create the table empty, atomically."""
+    def create_table(self, spec: TableSpec) -> None:
+        """Create the table empty, dropping any table of that name (checkpoints untouched)."""
+        ...
+
+    def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
+        """Replace table ``name`` by the loaded ``staging`` table and store ``checkpoint``, in
+        one transaction: queries see the old table or the new one, never a half-loaded one."""
         ...
 
     def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:

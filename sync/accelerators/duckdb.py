@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from types import TracebackType
 
 import duckdb
@@ -103,12 +104,20 @@ class DuckDBAccelerator:
             key,
         )
 
-    def reset(self, dataset: str, spec: TableSpec) -> None:
+    def create_table(self, spec: TableSpec) -> None:
         with self._transaction() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
             cur.execute(sql.create_table_sql(spec, TYPE_NAMES))
-            cur.execute(sql.CHECKPOINT_DELETE, [dataset])
         self._specs[spec.name] = spec
+
+    def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
+        with self._transaction() as cur:
+            self._evolve(cur, staging)
+            cur.execute(f"DROP TABLE IF EXISTS {sql.quote(name)}")
+            cur.execute(f"ALTER TABLE {sql.quote(staging.name)} RENAME TO {sql.quote(name)}")
+            self._store_checkpoint(cur, dataset, checkpoint)
+        self._specs.pop(staging.name, None)
+        self._specs[name] = replace(staging, name=name)
 
     def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
         table = sql.quote(spec.name)

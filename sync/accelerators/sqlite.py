@@ -12,6 +12,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -133,12 +134,20 @@ class SQLiteAccelerator:
         key = tuple(row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5]))
         return TableSpec(name, columns, key)
 
-    def reset(self, dataset: str, spec: TableSpec) -> None:
+    def create_table(self, spec: TableSpec) -> None:
         with self._transaction() as con:
             con.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
             con.execute(sql.create_table_sql(spec, TYPE_NAMES))
-            con.execute(sql.CHECKPOINT_DELETE, (dataset,))
         self._specs[spec.name] = spec
+
+    def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
+        with self._transaction() as con:
+            self._evolve(con, staging)
+            con.execute(f"DROP TABLE IF EXISTS {sql.quote(name)}")
+            con.execute(f"ALTER TABLE {sql.quote(staging.name)} RENAME TO {sql.quote(name)}")
+            self._store_checkpoint(con, dataset, checkpoint)
+        self._specs.pop(staging.name, None)
+        self._specs[name] = replace(staging, name=name)
 
     def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
         table = sql.quote(spec.name)

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 GET_RECORDS_LIMIT = 1000
 MAX_PARALLEL_SHARDS = 8
+# An open shard may answer empty pages before records that are already there (AWS does), so
+# a shard counts as caught up only after this many empty pages in a row.
+EMPTY_PAGES_CAUGHT_UP = 3
 
 
 @dataclass
@@ -38,6 +41,7 @@ class _Shard:
     drained: bool = False
     start: str = "TRIM_HORIZON"  # iterator type while nothing has been read
     iterator: str | None = None
+    empty_pages: int = 0  # consecutive empty pages: at the tip once EMPTY_PAGES_CAUGHT_UP
 
     def position(self, stream_arn: str) -> ShardPosition:
         return ShardPosition(
@@ -149,8 +153,10 @@ class StreamReader:
             return result
         pages = list(self._pool.map(self._read_shard, readable))
         for shard, page in zip(readable, pages, strict=True):
+            shard.empty_pages = 0 if page.count else shard.empty_pages + 1
             if page.count:
                 result.pages.append(page)
+            if shard.empty_pages < EMPTY_PAGES_CAUGHT_UP and not shard.drained:
                 result.caught_up = False
             if shard.drained:
                 result.drained_shards += 1
