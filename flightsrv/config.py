@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -21,11 +22,22 @@ from sync.settings import AccelerationSettings, DatasetSettings, SourceSettings
 
 T = TypeVar("T")
 
-TOP_KEYS = {"version", "kind", "name", "datasets", "metadata"}
-DATASET_KEYS = {"from", "name", "description", "params", "acceleration", "metadata"}
+TOP_KEYS = {"version", "kind", "name", "datasets", "metadata", "runtime"}
+DATASET_KEYS = {"from", "name", "description", "params", "acceleration", "metadata", "metrics"}
 ACCELERATION_KEYS = {"enabled", "engine", "mode", "refresh_mode", "refresh_sql", "params"}
 ENGINE_FILE_PARAM = {"duckdb": "duckdb_file", "sqlite": "sqlite_file"}
 RETENTION_BEHAVIORS = ("error", "ready_before_load", "ready_after_load")
+# Spice's DynamoDB dataset metrics, exported as ``dataset_dynamodb_<name>`` when enabled.
+DATASET_METRICS = (
+    "shards_active",
+    "records_consumed_total",
+    "lag_ms",
+    "errors_transient_total",
+    "reinitializations_on_lag_exceeds_shard_retention_total",
+)
+RUNTIME_KEYS = {"telemetry"}
+TELEMETRY_KEYS = {"enabled", "otel_exporter"}
+OTLP_METRICS_PATH = "/v1/metrics"
 _ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -34,10 +46,22 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class OtelSettings:
+    """OTLP/HTTP push of the runtime's metrics (``runtime.telemetry.otel_exporter``)."""
+
+    endpoint: str  # the full URL metrics are POSTed to, ending in /v1/metrics by default
+    push_interval: timedelta = timedelta(seconds=60)
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     name: str
     datasets: tuple[DatasetSettings, ...]
     path: Path
+    # dataset name -> the DATASET_METRICS enabled by its ``metrics:`` list (absent: none)
+    metrics: dict[str, frozenset[str]] = field(default_factory=dict)
+    otel: OtelSettings | None = None
 
 
 def load_config(path: Path) -> RuntimeConfig:
@@ -66,6 +90,7 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
     if not isinstance(raw_datasets, list):
         raise ConfigError(f"{where}: datasets: expected a list")
     datasets: list[DatasetSettings] = []
+    metrics: dict[str, frozenset[str]] = {}
     seen: set[str] = set()
     for index, raw in enumerate(raw_datasets):
         dataset = _dataset(raw, f"{where}: datasets[{index}]", path.parent)
@@ -76,7 +101,82 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
             )
         seen.add(dataset.name.lower())
         datasets.append(dataset)
-    return RuntimeConfig(str(document.get("name") or "spicepod"), tuple(datasets), path)
+        enabled = _dataset_metrics(raw.get("metrics"), f"{where}: dataset {dataset.name!r}")
+        if enabled:
+            metrics[dataset.name] = enabled
+    return RuntimeConfig(
+        str(document.get("name") or "spicepod"),
+        tuple(datasets),
+        path,
+        metrics,
+        _otel(document.get("runtime"), f"{where}: runtime"),
+    )
+
+
+def _dataset_metrics(raw: Any, where: str) -> frozenset[str]:
+    """Spice's ``metrics:`` list of a dataset: ``- name: <metric>`` (``enabled: false`` skips)."""
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: metrics: expected a list of {{name: <metric>}} entries")
+    enabled: set[str] = set()
+    for index, entry in enumerate(raw):
+        entry_where = f"{where}: metrics[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{entry_where}: expected a mapping such as {{name: lag_ms}}")
+        get = _Getter(entry, entry_where)
+        name = get.string("name")
+        if name is None:
+            raise ConfigError(f"{entry_where}.name: required (one of {', '.join(DATASET_METRICS)})")
+        if name not in DATASET_METRICS:
+            raise ConfigError(
+                f"{entry_where}.name: unknown metric {name!r} "
+                f"(expected one of {', '.join(DATASET_METRICS)})"
+            )
+        if get.boolean("enabled", True):
+            enabled.add(name)
+        get.reject_rest()
+    return frozenset(enabled)
+
+
+def _otel(raw: Any, where: str) -> OtelSettings | None:
+    """``runtime.telemetry.otel_exporter``; the rest of Spice's ``runtime`` is not supported."""
+    runtime = _mapping(raw, where)
+    _reject_unknown(runtime, RUNTIME_KEYS, where)
+    telemetry = _mapping(runtime.get("telemetry"), f"{where}.telemetry")
+    _reject_unknown(telemetry, TELEMETRY_KEYS, f"{where}.telemetry")
+    # ``enabled`` is Spice's switch for its anonymous usage telemetry; this runtime sends none,
+    # so the key is only checked, for files written for Spice.
+    _Getter(telemetry, f"{where}.telemetry").boolean("enabled", True)
+    if telemetry.get("otel_exporter") is None:
+        return None
+    where = f"{where}.telemetry.otel_exporter"
+    exporter = _mapping(telemetry["otel_exporter"], where)
+    get = _Getter(exporter, where)
+    endpoint = get.string("endpoint")
+    url = urlsplit(endpoint or "")
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ConfigError(
+            f"{where}.endpoint: expected the http(s) URL of an OTLP/HTTP receiver such as "
+            f"http://127.0.0.1:4318{OTLP_METRICS_PATH}, got {endpoint!r}"
+        )
+    if url.path in ("", "/"):  # a collector's base URL: metrics go to its standard path
+        endpoint = url._replace(path=OTLP_METRICS_PATH).geturl()
+    push_interval = get.duration("push_interval", timedelta(seconds=60))
+    if push_interval <= timedelta(0):
+        raise ConfigError(f"{where}.push_interval: must be longer than 0")
+    headers = get.mapping("headers")
+    for key, value in headers.items():
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"{where}.headers.{key}: expected a string, got {value!r}")
+    get.reject_rest()
+    return OtelSettings(
+        endpoint=str(endpoint),
+        push_interval=push_interval,
+        headers=tuple(
+            (str(k), str(_resolve_env(v, f"{where}.headers.{k}"))) for k, v in headers.items()
+        ),
+    )
 
 
 def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
@@ -126,6 +226,7 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
         ),
         shard_retention=get.duration("shard_retention", timedelta(hours=24)),
         topology_refresh=get.duration("shard_discovery_interval", timedelta(seconds=30)),
+        error_retry=get.duration("error_retry_interval", timedelta(seconds=30)),
     )
     get.reject_rest()
     return settings
@@ -270,6 +371,9 @@ class _Getter:
             return number
 
         return self._typed(key, default, convert, "an integer > 0")
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        return _mapping(self._get(key), f"{self._where}.{key}")
 
     def segments(self, key: str) -> int | None:
         value = self._get(key)

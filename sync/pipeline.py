@@ -29,9 +29,7 @@ from sync.status import QUERYABLE, BootstrapProgress, DatasetStatus, State
 log = logging.getLogger(__name__)
 
 STAGING_SUFFIX = "__bootstrap"
-ERROR_RETRY_S = 30.0
-UNCONFIRMED_POLL_S = 0.2  # a dataset in error tries again on this slow schedule
-PROGRESS_LOG_S = 5.0
+UNCONFIRMED_POLL_S = 0.2  PROGRESS_LOG_S = 5.0
 
 
 class DatasetNotQueryable(Exception):
@@ -98,11 +96,16 @@ class DatasetSync:
             except Exception as e:  # noqa: BLE001 - a dataset never stops silently
                 log.exception("dataset %s: unexpected error", self.settings.name)
                 self._fail(f"{type(e).__name__}: {e}")
-            if self._stop.wait(ERROR_RETRY_S):
+            if self._stop.wait(self.settings.error_retry.total_seconds()):
                 return
 
     def _fail(self, message: str) -> None:
-        log.error("dataset %s: %s (retrying in %.0f s)", self.settings.name, message, ERROR_RETRY_S)
+        log.error(
+            "dataset %s: %s (retrying in %.0f s)",
+            self.settings.name,
+            message,
+            self.settings.error_retry.total_seconds(),
+        )
         self._set_state(State.ERROR, message)
 
     def _retention_message(self, error: RetentionExceeded) -> str:

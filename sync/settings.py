@@ -59,3 +59,4 @@ class DatasetSettings:
     retention_behavior: RetentionBehavior = "error"
     shard_retention: timedelta = timedelta(hours=24)
     topology_refresh: timedelta = timedelta(seconds=30)
+    error_retry: timedelta = timedelta(seconds=30)  # a dataset in error tries again this often

@@ -69,7 +69,7 @@ def make_clients(settings: SourceSettings) -> DynamoDBClients:
             credentials["aws_session_token"] = settings.session_token
     session = boto3.Session(botocore_session=core, region_name=settings.region, **credentials)
     config = Config(
-        retries={"max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=settings.connect_timeout_s,
         read_timeout=settings.read_timeout_s,
         max_pool_connections=32,

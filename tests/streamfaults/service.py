@@ -40,6 +40,20 @@ def _order_key(order: str) -> Callable[[str], Any]:
     return lambda shard_id: shard_id
 
 
+def _not_found(what: str) -> StreamError:
+    return StreamError("ResourceNotFoundException", f"Requested resource not found: {what}")
+
+
+def _trimmed() -> StreamError:
+    return StreamError(
+        "TrimmedDataAccessException", "The data you are trying to access has been trimmed."
+    )
+
+
+def _invalid(message: str) -> StreamError:
+    return StreamError("ValidationException", message)
+
+
 def _seq_param(params: dict[str, Any]) -> int:
     value = params.get("SequenceNumber")
     if not isinstance(value, str) or not value.isdigit() or not 21 <= len(value) <= 40:
@@ -80,7 +94,7 @@ class StreamsService:
                 arn_region(arn), f"{STREAMS_PREFIX}.DescribeStream", {"StreamArn": arn}
             )["StreamDescription"]
             if desc.get("StreamLabel") != arn.rsplit("/", 1)[-1] or not desc.get("Shards"):
-                raise StreamError("ResourceNotFoundException", f"Requested resource not found: Stream: {arn} not found")
+                raise _not_found(f"Stream: {arn} not found")
             feed = Feed(self.upstream, arn, desc)
             stream = Stream(arn, desc, feed.start_seq, self.clock(), self._hash_key(desc))
             stream.created = float(desc.get("CreationRequestDateTime") or stream.created)
@@ -154,7 +168,9 @@ class StreamsService:
                 now += 0.000001
                 label = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
             arn = f"{old.arn.rsplit('/', 1)[0]}/{label}"
-            desc = dict(feed.description, StreamArn=arn, StreamLabel=label, CreationRequestDateTime=now)
+            desc = dict(
+                feed.description, StreamArn=arn, StreamLabel=label, CreationRequestDateTime=now
+            )
             stream = Stream(arn, desc, feed.next_seq(), now, old.hash_key)
             self.streams[arn] = stream
             self.feed_of[arn] = feed
@@ -185,7 +201,9 @@ class StreamsService:
         flt = params.get("ShardFilter")
         if flt is not None:
             if flt.get("Type") != "CHILD_SHARDS" or not flt.get("ShardId"):
-                raise StreamError("ValidationException", "ShardFilter needs Type CHILD_SHARDS and a ShardId")
+                raise StreamError(
+                    "ValidationException", "ShardFilter needs Type CHILD_SHARDS and a ShardId"
+                )
             shards = [s for s in shards if s.parent_id == flt["ShardId"]]
         order = self.settings.describe_order
         if order not in ORDERS:
@@ -196,7 +214,9 @@ class StreamsService:
         start = params.get("ExclusiveStartShardId")
         if start:
             mark = key(start)
-            shards = [s for s in shards if (key(s.shard_id) < mark if reverse else key(s.shard_id) > mark)]
+            shards = [
+                s for s in shards if (key(s.shard_id) < mark if reverse else key(s.shard_id) > mark)
+            ]
         page = shards[:page_size]
         desc = dict(
             self.feed_of[stream.arn].description,
@@ -213,7 +233,7 @@ class StreamsService:
     def _shard(self, stream: Stream, shard_id: Any) -> Shard:
         shard = stream.by_id.get(shard_id) if isinstance(shard_id, str) else None
         if shard is None or shard.vanished(self.clock() - self.settings.retention):
-            raise StreamError("ResourceNotFoundException", f"Requested resource not found: Shard: {shard_id} in Stream: {stream.arn} not found")
+            raise _not_found(f"Shard: {shard_id} in Stream: {stream.arn} not found")
         return shard
 
     def _latest(self, stream: Stream, shard: Shard) -> int:
@@ -235,13 +255,16 @@ class StreamsService:
         elif kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
             seq = _seq_param(params)
             if seq < shard.start_seq or (shard.end_seq is not None and seq > shard.end_seq):
-                raise StreamError("ValidationException", f"Invalid SequenceNumber {seq} for shard {shard.shard_id}")
+                raise StreamError(
+                    "ValidationException",
+                    f"Invalid SequenceNumber {seq} for shard {shard.shard_id}",
+                )
             i = shard.index_at(seq)
             if i < len(shard.seqs) and shard.seqs[i] == seq and shard.records[i].created < cutoff:
-                raise StreamError("TrimmedDataAccessException", "The data you are trying to access has been trimmed.")
+                raise _trimmed()
             pos = seq if kind == "AT_SEQUENCE_NUMBER" else seq + 1
             if shard.trimmed_at(pos, cutoff):
-                raise StreamError("TrimmedDataAccessException", "The data you are trying to access has been trimmed.")
+                raise _trimmed()
         elif kind == "AT_TIMESTAMP":
             ts = params.get("Timestamp")
             if not isinstance(ts, int | float):
@@ -274,7 +297,7 @@ class StreamsService:
             raise StreamError("ValidationException", "Invalid ShardIterator") from exc
         stream = self.streams.get(arn)
         if stream is None:
-            raise StreamError("ResourceNotFoundException", f"Requested resource not found: Stream: {arn} not found")
+            raise _not_found(f"Stream: {arn} not found")
         return stream, shard_id, pos, float(issued), int(empty)
 
     def get_records(self, params: dict[str, Any], empty_page: bool = False) -> dict[str, Any]:
@@ -297,17 +320,20 @@ class StreamsService:
         self.sync(stream)
         shard = stream.by_id.get(shard_id)
         if shard is None:
-            raise StreamError("ResourceNotFoundException", f"Requested resource not found: Shard: {shard_id} not found")
+            raise _not_found(f"Shard: {shard_id} not found")
         cutoff = now - self.settings.retention
         if shard.trimmed_at(pos, cutoff):
             self.faults.count("GetRecords", "trimmed_data_access")
-            raise StreamError("TrimmedDataAccessException", "The data you are trying to access has been trimmed.")
+            raise _trimmed()
         i = shard.index_at(pos)
         pending = i < len(shard.records)
         if (empty > 0 and shard.is_open) or (empty_page and pending):
             if pending:
                 self.faults.count("GetRecords", "empty_page")
-            return {"Records": [], "NextShardIterator": self.encode(stream, shard, pos, now, max(0, empty - 1))}
+            return {
+                "Records": [],
+                "NextShardIterator": self.encode(stream, shard, pos, now, max(0, empty - 1)),
+            }
         cap = min(limit, max(1, self.settings.max_records_per_page))
         records = shard.records[i : i + cap]
         out: dict[str, Any] = {"Records": [r.body for r in records]}

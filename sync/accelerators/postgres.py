@@ -1,0 +1,602 @@
+"""PostgreSQL accelerator: an attached server holding mirrored tables and their checkpoints.
+
+Every batch is one transaction on the dataset's own write connection: the Arrow rows go in by
+binary COPY (encoded in bulk by pgpq), into a temporary staging table from which one
+``DELETE … USING`` removes the deleted keys and one ``INSERT … ON CONFLICT DO UPDATE`` writes
+the upserts; column changes and the checkpoint commit with them. A server that is down or goes
+away makes :meth:`PostgresAccelerator.apply` raise psycopg's error, nothing committed; the next
+call reconnects.
+
+Queries run each on a pooled connection inside ``BEGIN READ ONLY`` with the session's
+``default_transaction_read_only`` on, so the server itself refuses writes, and stream their rows
+in chunks (never the whole result in memory).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+try:
+    import psycopg
+    from pgpq import ArrowToPostgresBinaryEncoder
+    from pgpq.encoders import StringEncoderBuilder
+    from pgpq.schema import Jsonb
+    from psycopg.types.string import TextLoader
+except ImportError as e:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "the postgres accelerator needs psycopg and pgpq: pip install 'dynamirror[postgres]'"
+    ) from e
+
+from sync.accelerators import sql
+from sync.accelerators.base import CHECKPOINT_TABLE
+from sync.accelerators.query import QueryError
+from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
+from sync.schema import Column, ColumnType, TableSpec
+from sync.settings import AccelerationSettings
+
+TYPE_NAMES = {
+    ColumnType.BIGINT: "bigint",
+    ColumnType.DOUBLE: "double precision",
+    ColumnType.VARCHAR: "text",
+    ColumnType.BOOLEAN: "boolean",
+    ColumnType.BLOB: "bytea",
+    ColumnType.JSON: "jsonb",
+}
+ROWS_PER_BATCH = 16 * 1024  # rows per Arrow batch of a query result
+ROWS_PER_CHUNK = 4 * 1024  # rows libpq buffers per network read of a query result
+IDLE_QUERY_CONNECTIONS = 4  # query connections kept open between queries
+LOCK_TIMEOUT = "10s"  # a schema change waiting behind a long query gives up and is retried
+STAGE = "_dynamirror_stage"
+
+SPICEPOD_PARAMS = {
+    "pg_host": "host",
+    "pg_port": "port",
+    "pg_db": "dbname",
+    "pg_user": "user",
+    "pg_pass": "password",
+    "pg_sslmode": "sslmode",
+    "pg_sslrootcert": "sslrootcert",
+}
+
+
+def spicepod_connection(params: Mapping[str, str]) -> dict[str, str]:
+    """libpq connection keywords from Spice's ``pg_*`` acceleration params.
+
+    ``pg_connection_string`` (a libpq key=value string or ``postgresql://`` URI) is the base;
+    ``pg_host``, ``pg_port``, ``pg_db``, ``pg_user``, ``pg_pass``, ``pg_sslmode`` and
+    ``pg_sslrootcert`` override its values. Unset keywords keep libpq's defaults.
+
+    Raises:
+        psycopg.ProgrammingError: ``pg_connection_string`` is not a valid connection string.
+    """
+    connection: dict[str, str] = {}
+    if params.get("pg_connection_string"):
+        parsed = psycopg.conninfo.conninfo_to_dict(params["pg_connection_string"])
+        connection.update({k: str(v) for k, v in parsed.items() if v is not None})
+    for key, keyword in SPICEPOD_PARAMS.items():
+        if params.get(key):
+            connection[keyword] = params[key]
+    return connection
+
+
+def positional(sql_text: str) -> str:
+    """``sql_text`` with its ``?`` and ``%s`` placeholders numbered ``$1``, ``$2``, ….
+
+    ``?`` is the query handle's documented placeholder and ``%s`` is what sqlglot writes for it
+    in the postgres dialect. Placeholders are the server's own (``$n``), so a ``%`` in a
+    literal (``LIKE 'a%'``) needs no escaping. Text inside quotes, dollar quotes and comments
+    is left alone.
+    """
+    out: list[str] = []
+    i, n, count = 0, len(sql_text), 0
+    while i < n:
+        c = sql_text[i]
+        end = i + 1
+        if c in "'\"":
+            end = _closing_quote(sql_text, i, c)
+        elif c == "-" and sql_text.startswith("--", i):
+            newline = sql_text.find("\n", i)
+            end = n if newline < 0 else newline
+        elif c == "/" and sql_text.startswith("/*", i):
+            end = _block_comment_end(sql_text, i)
+        elif c == "$" and (tag := _dollar_tag(sql_text, i)):
+            close = sql_text.find(tag, i + len(tag))
+            end = n if close < 0 else close + len(tag)
+        elif c == "?" or (c == "%" and sql_text.startswith("%s", i)):
+            count += 1
+            out.append(f"${count}")
+            i += 1 if c == "?" else 2
+            continue
+        out.append(sql_text[i:end])
+        i = end
+    return "".join(out)
+
+
+def _closing_quote(text: str, start: int, quote: str) -> int:
+    # E'…' strings escape quotes with a backslash; every string doubles them.
+    escapes = quote == "'" and start > 0 and text[start - 1] in "eE"
+    i = start + 1
+    while i < len(text):
+        if escapes and text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == quote:
+            if text.startswith(quote * 2, i):
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    return len(text)
+
+
+def _block_comment_end(text: str, start: int) -> int:
+    depth, i = 0, start
+    while i < len(text):
+        if text.startswith("/*", i):
+            depth, i = depth + 1, i + 2
+        elif text.startswith("*/", i):
+            depth, i = depth - 1, i + 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return len(text)
+
+
+def _dollar_tag(text: str, start: int) -> str | None:
+    """The ``$tag$`` opening a dollar-quoted string at ``start``, if one does."""
+    if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        return None  # part of an identifier such as a$b
+    close = text.find("$", start + 1)
+    if close < 0:
+        return None
+    tag = text[start + 1 : close]
+    if tag and (tag[0].isdigit() or not all(ch.isalnum() or ch == "_" for ch in tag)):
+        return None  # $1 is a parameter, not a quote
+    return text[start : close + 1]
+
+
+# -- query results as Arrow -----------------------------------------------------------------
+
+_OID_ARROW: dict[int, pa.DataType] = {
+    16: pa.bool_(),
+    17: pa.binary(),
+    20: pa.int64(),
+    21: pa.int16(),
+    23: pa.int32(),
+    26: pa.int64(),  # oid
+    700: pa.float32(),
+    701: pa.float64(),
+    1082: pa.date32(),
+    1083: pa.time64("us"),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", tz="UTC"),
+    1186: pa.duration("us"),
+    # arrays of the types above
+    1000: pa.list_(pa.bool_()),
+    1001: pa.list_(pa.binary()),
+    1005: pa.list_(pa.int16()),
+    1007: pa.list_(pa.int32()),
+    1016: pa.list_(pa.int64()),
+    1021: pa.list_(pa.float32()),
+    1022: pa.list_(pa.float64()),
+    1009: pa.list_(pa.string()),
+    1015: pa.list_(pa.string()),
+    3807: pa.list_(pa.string()),  # jsonb[]
+}
+_NUMERIC = 1700
+_AS_TEXT = ("json", "jsonb", "uuid")  # loaded as their text, not parsed into Python objects
+
+
+def arrow_type(type_code: int, precision: int | None, scale: int | None) -> pa.DataType:
+    """The Arrow type of a result column from its type OID (text for types not listed).
+
+    ``numeric(p, s)`` is a decimal; unconstrained ``numeric`` (``sum`` of a bigint, ``avg``) is
+    float64, as no fixed scale holds every value.
+    """
+    if type_code == _NUMERIC:
+        if precision is not None and scale is not None and 0 < precision <= 38:
+            return pa.decimal128(precision, scale)
+        return pa.float64()
+    return _OID_ARROW.get(type_code, pa.string())
+
+
+def _to_arrow(values: Sequence[object], type_: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type_)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if pa.types.is_floating(type_):  # Decimal values of an unconstrained numeric
+            return pa.array([None if v is None else float(v) for v in values], type_)  # type: ignore[arg-type]
+        return pa.array([None if v is None else str(v) for v in values], pa.string()).cast(type_)
+
+
+class PostgresQueryHandle:
+    """Each query on its own pooled read-only connection, streamed as Arrow batches.
+
+    Placeholders: ``?`` (the handle's contract) and ``%s`` (what sqlglot writes for ``?`` in
+    the postgres dialect) are numbered ``$1``, ``$2``, … and bound by the server; SQL already
+    using ``$n`` passes unchanged. Without parameters the SQL is sent as is, so the jsonb
+    ``?`` operator works there.
+    """
+
+    dialect = "postgres"
+
+    def __init__(self, pool: _QueryPool) -> None:
+        self._pool = pool
+
+    def execute(self, sql_text: str, params: Sequence[object] = ()) -> pa.RecordBatchReader:
+        try:
+            con = self._pool.get()
+        except psycopg.Error as e:
+            raise QueryError(_message(e)) from e
+        try:
+            cur = con.cursor()
+            rows = cur.stream(
+                positional(sql_text) if params else sql_text,
+                list(params) or None,
+                size=ROWS_PER_CHUNK,
+            )
+            first = list(itertools.islice(rows, ROWS_PER_BATCH))
+            description = cur.description
+        except psycopg.Error as e:
+            self._pool.discard(con)
+            raise QueryError(_message(e)) from e
+        except BaseException:
+            self._pool.discard(con)
+            raise
+        if description is None:  # a statement without a result (SET, …)
+            self._pool.put(con)
+            return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+        schema = pa.schema(
+            [pa.field(d.name, arrow_type(d.type_code, d.precision, d.scale)) for d in description]
+        )
+        return pa.RecordBatchReader.from_batches(schema, self._batches(con, rows, first, schema))
+
+    def _batches(
+        self,
+        con: psycopg.Connection[Any],
+        rows: Iterator[tuple[Any, ...]],
+        first: list[tuple[Any, ...]],
+        schema: pa.Schema,
+    ) -> Iterator[pa.RecordBatch]:
+        done = False
+        try:
+            chunk = first
+            while chunk:
+                columns = list(zip(*chunk, strict=True))
+                yield pa.record_batch(
+                    [_to_arrow(c, f.type) for c, f in zip(columns, schema, strict=True)],
+                    schema=schema,
+                )
+                chunk = list(itertools.islice(rows, ROWS_PER_BATCH))
+            done = True
+        except psycopg.Error as e:
+            raise QueryError(_message(e)) from e
+        finally:
+            # A stream abandoned half-way leaves the connection busy: close it, don't pool it.
+            if done:
+                self._pool.put(con)
+            else:
+                self._pool.discard(con)
+
+
+def _message(error: psycopg.Error) -> str:
+    return str(error).strip() or type(error).__name__
+
+
+class _QueryPool:
+    """A few idle read-only connections kept between queries (a connection costs ~3 ms).
+
+    Every query runs in ``BEGIN READ ONLY`` and is rolled back after, so whatever a query set
+    in its session (``SET``, ``set_config``) is undone before the connection is reused.
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], idle: int) -> None:
+        self._connect = connect
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._max_idle = idle
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def get(self) -> psycopg.Connection[Any]:
+        with self._lock:
+            if self._closed:
+                raise QueryError("the accelerator is closed")
+            while self._idle:
+                con = self._idle.pop()
+                if not con.closed:
+                    return con
+        con = self._connect()
+        con.autocommit = False
+        con.read_only = True
+        con.execute("SET default_transaction_read_only = on")
+        con.commit()
+        for name in _AS_TEXT:
+            con.adapters.register_loader(name, TextLoader)
+        return con
+
+    def put(self, con: psycopg.Connection[Any]) -> None:
+        try:
+            con.rollback()
+        except psycopg.Error:
+            con.close()
+            return
+        with self._lock:
+            if not self._closed and len(self._idle) < self._max_idle and not con.closed:
+                self._idle.append(con)
+                return
+        con.close()
+
+    @staticmethod
+    def discard(con: psycopg.Connection[Any]) -> None:
+        con.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for con in idle:
+            con.close()
+
+
+@contextmanager
+def _reading(pool: _QueryPool) -> Iterator[psycopg.Cursor[Any]]:
+    con = pool.get()
+    try:
+        with con.cursor() as cur:
+            yield cur
+    except BaseException:
+        pool.discard(con)
+        raise
+    pool.put(con)
+
+
+# -- the accelerator ------------------------------------------------------------------------
+
+
+class _Writer:
+    """One dataset's write connection, reopened after the server went away."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connection: psycopg.Connection[Any] | None = None
+
+
+class PostgresAccelerator:
+    """Mirrored tables and their checkpoints in one PostgreSQL database.
+
+    Tables live in the connection's current schema (``public`` unless ``search_path`` says
+    otherwise), next to ``_dynamirror_checkpoints``. Each dataset writes on its own connection,
+    so datasets sharing a database apply their batches in parallel. The data stays in the
+    server whatever ``mode`` says: a restart resumes from the stored checkpoint.
+    """
+
+    engine = "postgres"
+
+    def __init__(self, settings: AccelerationSettings) -> None:
+        # No I/O here: a server that is not up yet only fails the calls that need it.
+        self._params = dict(settings.connection or {})
+        self._pool = _QueryPool(self._connect_reader, IDLE_QUERY_CONNECTIONS)
+        self._writers: dict[str, _Writer] = {}
+        self._lock = threading.Lock()
+        self._specs: dict[str, TableSpec] = {}  # as committed; only the writers change tables
+        self._closed = False
+
+    def _connect_reader(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            **{"application_name": "dynamirror-query", **self._params},
+            prepare_threshold=None,
+            cursor_factory=psycopg.RawCursor,
+        )
+
+    def _connect_writer(self, dataset: str) -> psycopg.Connection[Any]:
+        con = psycopg.connect(
+            **{"application_name": f"dynamirror-sync {dataset}"[:63], **self._params},
+            autocommit=True,
+            prepare_threshold=None,
+            cursor_factory=psycopg.RawCursor,
+        )
+        try:
+            con.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+            with con.transaction():
+                # Serialise CREATE … IF NOT EXISTS across processes: it races on the catalog.
+                con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [CHECKPOINT_TABLE])
+                con.execute(sql.CHECKPOINT_DDL)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    @contextmanager
+    def _transaction(self, dataset: str) -> Iterator[psycopg.Cursor[Any]]:
+        """BEGIN … COMMIT on ``dataset``'s connection; ROLLBACK on any exception."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the postgres accelerator is closed")
+            writer = self._writers.setdefault(dataset, _Writer())
+        with writer.lock:
+            con = writer.connection
+            if con is None or con.closed or con.broken:
+                if con is not None:
+                    con.close()
+                con = writer.connection = self._connect_writer(dataset)
+            try:
+                with con.transaction(), con.cursor() as cur:
+                    yield cur
+            except BaseException:
+                if con.broken:  # the server went away: reconnect on the next call
+                    con.close()
+                raise
+
+    def table_spec(self, name: str) -> TableSpec | None:
+        with _reading(self._pool) as cur:
+            return _table_spec(cur, name)
+
+    def reset(self, dataset: str, spec: TableSpec) -> None:
+        with self._transaction(dataset) as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
+            cur.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            cur.execute(_CHECKPOINT_DELETE, [dataset])
+        self._specs[spec.name] = spec
+
+    def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
+        bootstrap = batch.checkpoint is None
+        rows = batch.rows if bootstrap else batch.latest_per_key(spec.key)
+        rows = _conform(rows, spec)
+        with self._transaction(dataset) as cur:
+            self._evolve(cur, spec)
+            if bootstrap:
+                upserts = rows.filter(pc.equal(rows.column(OP_COLUMN), int(Op.UPSERT)))
+                _copy_into(cur, sql.quote(spec.name), upserts.drop_columns([OP_COLUMN]), spec)
+            elif rows.num_rows:
+                _merge(cur, spec, rows)
+            if batch.checkpoint is not None:
+                cur.execute(_CHECKPOINT_DELETE, [dataset])
+                cur.executemany(_CHECKPOINT_INSERT, sql.checkpoint_rows(dataset, batch.checkpoint))
+        self._specs[spec.name] = spec
+
+    def _evolve(self, cur: psycopg.Cursor[Any], spec: TableSpec) -> None:
+        current = self._specs.get(spec.name) or _table_spec(cur, spec.name)
+        if current == spec:
+            return
+        if current is None:
+            cur.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            return
+        changes = []
+        for column in spec.columns:
+            name, type_name = sql.quote(column.name), TYPE_NAMES[column.type]
+            existing = current.column(column.name)
+            if existing is None:
+                changes.append(f"ADD COLUMN {name} {type_name}")
+            elif existing.type != column.type:
+                changes.append(f"ALTER COLUMN {name} TYPE {type_name} USING {name}::{type_name}")
+        if changes:  # one statement: a type change rewrites the table once, not per column
+            cur.execute(f"ALTER TABLE {sql.quote(spec.name)} {', '.join(changes)}")
+
+    def load_checkpoint(self, dataset: str) -> Checkpoint | None:
+        with _reading(self._pool) as cur:
+            if cur.execute("SELECT to_regclass($1)", [CHECKPOINT_TABLE]).fetchone() == (None,):
+                return None  # nothing was ever written to this database
+            return sql.checkpoint_from_rows(cur.execute(_CHECKPOINT_SELECT, [dataset]).fetchall())
+
+    def row_count(self, table: str) -> int:
+        with _reading(self._pool) as cur:
+            row = cur.execute(f"SELECT count(*) FROM {sql.quote(table)}").fetchone()
+        return int(row[0]) if row else 0
+
+    def query_handle(self) -> PostgresQueryHandle:
+        return PostgresQueryHandle(self._pool)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            writers = list(self._writers.values())
+        self._pool.close()
+        for writer in writers:
+            with writer.lock:  # after the batch in flight, if any
+                if writer.connection is not None:
+                    writer.connection.close()
+
+    def __enter__(self) -> PostgresAccelerator:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+_CHECKPOINT_DELETE = positional(sql.CHECKPOINT_DELETE)
+_CHECKPOINT_INSERT = positional(sql.CHECKPOINT_INSERT)
+_CHECKPOINT_SELECT = positional(sql.CHECKPOINT_SELECT)
+_COLUMNS = (
+    "SELECT column_name, data_type FROM information_schema.columns "
+    "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
+)
+_PRIMARY_KEY = (
+    "SELECT a.attname FROM pg_index i "
+    "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position) "
+    "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+    "WHERE i.indisprimary "
+    "AND i.indrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)) "
+    "ORDER BY k.position"
+)
+
+
+def _table_spec(cur: psycopg.Cursor[Any], name: str) -> TableSpec | None:
+    columns = cur.execute(_COLUMNS, [name]).fetchall()
+    if not columns:
+        return None
+    key = tuple(row[0] for row in cur.execute(_PRIMARY_KEY, [name]).fetchall())
+    return TableSpec(
+        name, tuple(Column(n, sql.type_from_name(t, TYPE_NAMES)) for n, t in columns), key
+    )
+
+
+def _conform(rows: pa.Table, spec: TableSpec) -> pa.Table:
+    """``rows`` as ``_op`` then the spec's columns, in their Arrow types: binary COPY is typed."""
+    target = pa.schema([pa.field(OP_COLUMN, pa.int8()), *spec.arrow_schema()])
+    rows = rows.select(target.names)
+    return rows if rows.schema.equals(target) else rows.cast(target)
+
+
+def _encoder(schema: pa.Schema, spec: TableSpec) -> ArrowToPostgresBinaryEncoder:
+    """COPY's binary encoder; JSON columns go out as jsonb, the rest as pgpq infers them."""
+    builders = {
+        field.name: (
+            StringEncoderBuilder.new_with_output(field, Jsonb())
+            if (column := spec.column(field.name)) and column.type is ColumnType.JSON
+            else ArrowToPostgresBinaryEncoder.infer_encoder(field)
+        )
+        for field in schema
+    }
+    return ArrowToPostgresBinaryEncoder.new_with_encoders(schema, builders)
+
+
+def _copy_into(cur: psycopg.Cursor[Any], table: str, rows: pa.Table, spec: TableSpec) -> None:
+    if not rows.num_rows:
+        return
+    encoder = _encoder(rows.schema, spec)
+    columns = ", ".join(sql.quote(n) for n in rows.column_names)
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)") as copy:
+        copy.write(encoder.write_header())
+        for batch in rows.to_batches():
+            copy.write(encoder.write_batch(batch))
+        copy.write(encoder.finish())
+
+
+def _merge(cur: psycopg.Cursor[Any], spec: TableSpec, rows: pa.Table) -> None:
+    """Stage the batch (one row per key), delete the deleted keys, upsert the rest."""
+    table = sql.quote(spec.name)
+    stage_columns = ", ".join(f"{sql.quote(c.name)} {TYPE_NAMES[c.type]}" for c in spec.columns)
+    cur.execute(f"CREATE TEMP TABLE {STAGE} (_op smallint, {stage_columns}) ON COMMIT DROP")
+    _copy_into(cur, STAGE, rows, spec)
+    ops = rows.column(OP_COLUMN)
+    if pc.any(pc.equal(ops, int(Op.DELETE))).as_py():
+        cur.execute(
+            f"DELETE FROM {table} USING {STAGE} "
+            f"WHERE {sql.key_match(spec.key, table, STAGE)} AND {STAGE}._op = {int(Op.DELETE)}"
+        )
+    if pc.any(pc.equal(ops, int(Op.UPSERT))).as_py():
+        columns = ", ".join(sql.quote(c) for c in spec.column_names)
+        key = ", ".join(sql.quote(k) for k in spec.key)
+        values = [sql.quote(c) for c in spec.column_names if c not in spec.key]
+        action = (
+            f"DO UPDATE SET {', '.join(f'{v} = EXCLUDED.{v}' for v in values)}"
+            if values
+            else "DO NOTHING"
+        )
+        cur.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {STAGE} "
+            f"WHERE _op = {int(Op.UPSERT)} ON CONFLICT ({key}) {action}"
+        )
