@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from flightsrv.config import ConfigError, load_config
 from flightsrv.runtime import Endpoints, Runtime
 
 DEFAULT_FLIGHT = "127.0.0.1:50051"
 DEFAULT_HTTP = "127.0.0.1:8090"
+DEFAULT_METRICS = "127.0.0.1:9090"
 EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 1
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -37,12 +44,28 @@ def _parser() -> argparse.ArgumentParser:
         "--flight", type=_address, default=_address(DEFAULT_FLIGHT), metavar="HOST:PORT"
     )
     run.add_argument("--http", type=_address, default=_address(DEFAULT_HTTP), metavar="HOST:PORT")
+    run.add_argument(
+        "--metrics",
+        type=_address,
+        default=_address(DEFAULT_METRICS),
+        metavar="HOST:PORT",
+        help="Prometheus metrics listener (GET /metrics)",
+    )
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    status = commands.add_parser("status", help="print the datasets' states of a running runtime")
+    status.add_argument(
+        "--http",
+        default=f"http://{DEFAULT_HTTP}",
+        metavar="URL",
+        help=f"the runtime's HTTP address (default http://{DEFAULT_HTTP})",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "status":
+        return status(args.http)
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -55,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    runtime = Runtime(config, Endpoints(args.flight, args.http))
+    runtime = Runtime(config, Endpoints(args.flight, args.http, args.metrics))
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
@@ -69,12 +92,94 @@ def main(argv: list[str] | None = None) -> int:
         args.http[0],
         runtime.http.port,
     )
+    if runtime.metrics_server is not None:
+        log.info("metrics on http://%s:%d/metrics", args.metrics[0], runtime.metrics_server.port)
     while not stopping.wait(0.5):
         pass
     log.info("stopping")
     runtime.stop()
     log.info("stopped")
     return 0
+
+
+def status(url: str) -> int:
+    """``flightsrv status``: one line per dataset from the runtime's ``/v1/status``."""
+    base = url if "://" in url else f"http://{url}"
+    try:
+        with urllib.request.urlopen(f"{base.rstrip('/')}/v1/status", timeout=10) as response:
+            document = json.load(response)
+    except (OSError, ValueError) as e:
+        reason = e.reason if isinstance(e, urllib.error.URLError) else e
+        print(f"error: cannot read the status from {base}: {reason}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    print(format_status(document))
+    return 0
+
+
+STATUS_COLUMNS = ("DATASET", "STATE", "SINCE", "LAG", "SHARDS", "ROWS", "CHECKPOINT", "DETAIL")
+
+
+def format_status(document: dict[str, Any], now: float | None = None) -> str:
+    """The ``/v1/status`` document as a header line and a table of datasets."""
+    now = document["runtime"].get("now", time.time()) if now is None else now
+    runtime = document["runtime"]
+    ready = sum(d["state"] == "ready" for d in document["datasets"])
+    header = (
+        f"runtime {runtime['version']}, up {_ago(runtime['uptime_s'])}, "
+        f"{ready}/{len(document['datasets'])} dataset(s) ready"
+    )
+    rows = [STATUS_COLUMNS]
+    for d in document["datasets"]:
+        rows.append(
+            (
+                d["name"],
+                d["state"],
+                _ago(now - d["since"]),
+                "-" if d["lag_ms"] is None else _duration(d["lag_ms"] / 1000),
+                str(d["shards_active"]),
+                "-" if d["rows"] is None else str(d["rows"]),
+                "-" if d["last_checkpoint_at"] is None else _ago(now - d["last_checkpoint_at"]),
+                _detail(d),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(STATUS_COLUMNS) - 1)]
+    lines = [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
+        for row in rows
+    ]
+    return "\n".join([header, *(line.rstrip() for line in lines)])
+
+
+def _detail(dataset: dict[str, Any]) -> str:
+    bootstrap = dataset.get("bootstrap")
+    if dataset["state"] == "bootstrapping" and bootstrap:
+        eta = bootstrap.get("eta_s")
+        return (
+            f"{bootstrap['items']}/~{bootstrap['expected']} items "
+            f"({bootstrap['percent']:.0f} %), ETA {'-' if eta is None else _duration(eta)}"
+        )
+    if dataset["state"] == "error":
+        return str(dataset.get("error") or "")
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    return _ago(seconds)
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 if __name__ == "__main__":

@@ -1,19 +1,31 @@
-"""HTTP endpoints: ``/health``, ``/v1/ready``, ``/v1/datasets``."""
+"""HTTP endpoints: ``/health``, ``/v1/ready``, ``/v1/datasets``, ``/v1/status``."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sync.pipeline import DatasetSync
-from sync.status import State
+from sync.status import DatasetStatus, State
 
 log = logging.getLogger(__name__)
+
+DISTRIBUTION = "dynamirror"
+
+
+def runtime_version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
 
 
 def dataset_json(dataset: DatasetSync) -> dict[str, Any]:
@@ -41,6 +53,45 @@ def dataset_json(dataset: DatasetSync) -> dict[str, Any]:
     }
 
 
+def status_json(status: DatasetStatus, rows: int | None) -> dict[str, Any]:
+    """One dataset as ``/v1/status`` shows it: its state in words, progress and counters.
+
+    ``reason`` is why the dataset is not Ready (None when it is); ``bootstrap`` is set only
+    while it scans, with ``percent`` of DescribeTable's approximate item count and ``eta_s``
+    (None until a rate is known).
+    """
+    bootstrap = None
+    if status.state is State.BOOTSTRAPPING and status.bootstrap is not None:
+        progress = status.bootstrap
+        bootstrap = {
+            "items": progress.items,
+            "expected": progress.expected,
+            "percent": round(progress.percent, 1),
+            "rate_per_s": round(progress.rate_per_s, 1),
+            "eta_s": None if progress.eta_s is None else round(progress.eta_s, 1),
+            "started_at": progress.started_at,
+        }
+    return {
+        "name": status.name,
+        "from": f"dynamodb:{status.table}",
+        "engine": status.engine,
+        "mode": status.mode,
+        "state": status.state.value,
+        "since": status.since,
+        "reason": None if status.state is State.READY else status.reason(),
+        "error": status.error,
+        "bootstrap": bootstrap,
+        "lag_ms": status.lag_ms,
+        "shards_active": status.shards_active,
+        "rows": rows,
+        "records_consumed": status.records_consumed,
+        "errors_transient": status.errors_transient,
+        "reinitializations": status.reinitializations,
+        "bootstraps": status.bootstraps,
+        "last_checkpoint_at": status.last_checkpoint_at,
+    }
+
+
 def _rows(dataset: DatasetSync) -> int | None:
     try:
         return dataset.row_count()
@@ -48,30 +99,31 @@ def _rows(dataset: DatasetSync) -> int | None:
         return None
 
 
-class HttpServer:
-    """A small threaded HTTP server on its own thread."""
+@dataclass(frozen=True)
+class Request:
+    path: str
+    query: dict[str, list[str]]
+    headers: Mapping[str, str]
 
-    def __init__(self, host: str, port: int, datasets: Sequence[DatasetSync]) -> None:
-        routes: dict[str, Callable[[dict[str, list[str]]], tuple[int, str, str]]] = {
-            "/health": lambda q: (200, "text/plain", "ok"),
-            "/v1/ready": lambda q: self._ready(),
-            "/v1/datasets": lambda q: (
-                200,
-                "application/json",
-                json.dumps([dataset_json(d) for d in self._datasets]),
-            ),
-        }
-        self._datasets = datasets
 
+Answer = tuple[int, str, str | bytes]
+Route = Callable[[Request], Answer]
+
+
+class RouteServer:
+    """A small threaded HTTP server on its own thread, answering GET on fixed paths."""
+
+    def __init__(self, host: str, port: int, routes: Mapping[str, Route], name: str) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 url = urlsplit(self.path)
-                route = routes.get(url.path.rstrip("/") or "/")
+                path = url.path.rstrip("/") or "/"
+                route = routes.get(path)
                 if route is None:
                     code, ctype, body = 404, "text/plain", f"not found: {url.path}"
                 else:
-                    code, ctype, body = route(parse_qs(url.query))
-                data = body.encode()
+                    code, ctype, body = route(Request(path, parse_qs(url.query), self.headers))
+                data = body.encode() if isinstance(body, str) else body
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
@@ -79,19 +131,13 @@ class HttpServer:
                 self.wfile.write(data)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                log.debug("http: " + format, *args)
+                log.debug(f"{name}: " + format, *args)
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
+        self.host = host
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http")
-
-    def _ready(self) -> tuple[int, str, str]:
-        statuses = [d.status() for d in self._datasets]
-        waiting = [s.reason() for s in statuses if s.state is not State.READY]
-        if waiting:
-            return 503, "text/plain", "\n".join(waiting)
-        return 200, "text/plain", "ready"
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name)
 
     def start(self) -> None:
         self._thread.start()
@@ -99,3 +145,68 @@ class HttpServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class HttpServer(RouteServer):
+    """The runtime's HTTP API.
+
+    Args:
+        about: what ``/v1/status`` says of the process besides its datasets: called on every
+            request (ports bound later are known by then), it returns ``endpoints`` (name to
+            URL) and any other keys to merge into the ``runtime`` object.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        datasets: Sequence[DatasetSync],
+        about: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self._datasets = datasets
+        self._about = about
+        self.started_at = time.time()
+        super().__init__(
+            host,
+            port,
+            {
+                "/health": lambda r: (200, "text/plain", "ok"),
+                "/v1/ready": lambda r: self._ready(),
+                "/v1/datasets": self._datasets_list,
+                "/v1/status": lambda r: (200, "application/json", json.dumps(self.status())),
+            },
+            "http",
+        )
+
+    def _ready(self) -> Answer:
+        statuses = [d.status() for d in self._datasets]
+        waiting = [s.reason() for s in statuses if s.state is not State.READY]
+        if waiting:
+            return 503, "text/plain", "\n".join(waiting)
+        return 200, "text/plain", "ready"
+
+    def _datasets_list(self, request: Request) -> Answer:
+        # Spice adds each dataset's status with ?status=true; ours always carries it.
+        flag = request.query.get("status", ["false"])[-1].lower()
+        if flag not in ("true", "false"):
+            return 400, "text/plain", f"status: expected true or false, got {flag!r}"
+        return 200, "application/json", json.dumps([dataset_json(d) for d in self._datasets])
+
+    def status(self) -> dict[str, Any]:
+        """The whole ``/v1/status`` document."""
+        now = time.time()
+        about = dict(self._about() if self._about is not None else {})
+        endpoints = {"http": f"http://{self.host}:{self.port}", **about.pop("endpoints", {})}
+        datasets = [status_json(d.status(), _rows(d)) for d in self._datasets]
+        return {
+            "runtime": {
+                "version": runtime_version(),
+                "started_at": self.started_at,
+                "uptime_s": round(now - self.started_at, 3),
+                "now": now,
+                **about,
+            },
+            "endpoints": endpoints,
+            "ready": all(d["state"] == State.READY.value for d in datasets),
+            "datasets": datasets,
+        }

@@ -1,4 +1,4 @@
-"""The runtime: one process wiring datasets, accelerators, Flight SQL and HTTP together."""
+"""The runtime: one process wiring datasets, accelerators, Flight SQL, HTTP and metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from flightsrv.catalog_impl import DatasetCatalog
 from flightsrv.config import RuntimeConfig
 from flightsrv.http import HttpServer
+from flightsrv.metrics import MetricsServer, RuntimeMetrics
 from sync.accelerators.base import Accelerator, open_accelerator
 from sync.pipeline import DatasetSync
 from sync.settings import AccelerationSettings
@@ -20,17 +21,19 @@ log = logging.getLogger(__name__)
 class Endpoints:
     flight: tuple[str, int]
     http: tuple[str, int]
+    metrics: tuple[str, int] | None = None  # None: no metrics listener
 
 
 class Runtime:
-    """Starts every dataset's sync and both servers; :meth:`stop` shuts them down in order:
+    """Starts every dataset's sync and the servers; :meth:`stop` shuts them down in order:
     servers first (no new queries), then syncs (in-flight batches commit or roll back), then
-    the engines."""
+    the metrics (a last OTLP push) and the engines."""
 
     def __init__(self, config: RuntimeConfig, endpoints: Endpoints) -> None:
         from flightsrv.flightsql.server import FlightSqlServer
 
         self.config = config
+        self._endpoints = endpoints
         self._accelerators: dict[str, Accelerator] = {}
         self.datasets: list[DatasetSync] = []
         for settings in config.datasets:
@@ -44,19 +47,52 @@ class Runtime:
         self.catalog = DatasetCatalog(self.datasets, self._scratch)
         host, port = endpoints.flight
         self.flight = FlightSqlServer(f"grpc://{host}:{port}", self.catalog)
-        self.http = HttpServer(*endpoints.http, self.datasets)
+        self.metrics = RuntimeMetrics(self.datasets, config.metrics, config.otel)
+        self.metrics_server: MetricsServer | None = None
+        if endpoints.metrics is not None:
+            try:
+                self.metrics_server = MetricsServer(*endpoints.metrics, self.metrics)
+            except OSError as e:
+                # Metrics are auxiliary, and 9090 is also Prometheus's own default port: keep
+                # serving queries, say how to move the listener.
+                log.error(
+                    "metrics listener not started on %s:%d: %s (choose another address with "
+                    "--metrics HOST:PORT)",
+                    *endpoints.metrics,
+                    e.strerror or e,
+                )
+        self.http = HttpServer(*endpoints.http, self.datasets, about=self._about)
         self._flight_thread = threading.Thread(target=self.flight.serve, name="flight")
 
     def start(self) -> None:
         for dataset in self.datasets:
             dataset.start()
         self.http.start()
+        if self.metrics_server is not None:
+            self.metrics_server.start()
         self._flight_thread.start()
+
+    def _about(self) -> dict[str, object]:
+        """What ``/v1/status`` says of the process: its spicepod and listening addresses."""
+        flight_host = self._endpoints.flight[0]
+        metrics = self.metrics_server
+        return {
+            "spicepod": self.config.name,
+            "endpoints": {
+                "flight": f"grpc://{flight_host}:{self.flight.port}",
+                "metrics": None
+                if metrics is None
+                else f"http://{metrics.host}:{metrics.port}/metrics",
+            },
+        }
 
     def stop(self) -> None:
         self.flight.shutdown()
         self.http.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         for dataset in self.datasets:
             dataset.stop()
+        self.metrics.shutdown()
         for accelerator in [*self._accelerators.values(), self._scratch]:
             accelerator.close()

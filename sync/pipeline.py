@@ -29,7 +29,8 @@ from sync.status import QUERYABLE, BootstrapProgress, DatasetStatus, State
 log = logging.getLogger(__name__)
 
 STAGING_SUFFIX = "__bootstrap"
-UNCONFIRMED_POLL_S = 0.2  PROGRESS_LOG_S = 5.0
+UNCONFIRMED_POLL_S = 0.2
+PROGRESS_LOG_S = 5.0
 
 
 class DatasetNotQueryable(Exception):
