@@ -125,7 +125,7 @@ def format_status(document: dict[str, Any], now: float | None = None) -> str:
     runtime = document["runtime"]
     ready = sum(d["state"] == "ready" for d in document["datasets"])
     header = (
-        f"runtime {runtime['version']}, up {_ago(runtime['uptime_s'])}, "
+        f"runtime {runtime['version']}, up {_elapsed(runtime['uptime_s'])}, "
         f"{ready}/{len(document['datasets'])} dataset(s) ready"
     )
     rows = [STATUS_COLUMNS]
@@ -134,11 +134,11 @@ def format_status(document: dict[str, Any], now: float | None = None) -> str:
             (
                 d["name"],
                 d["state"],
-                _ago(now - d["since"]),
+                _elapsed(now - d["since"]),
                 "-" if d["lag_ms"] is None else _duration(d["lag_ms"] / 1000),
                 str(d["shards_active"]),
                 "-" if d["rows"] is None else str(d["rows"]),
-                "-" if d["last_checkpoint_at"] is None else _ago(now - d["last_checkpoint_at"]),
+                "-" if d["last_checkpoint_at"] is None else _elapsed(now - d["last_checkpoint_at"]),
                 _detail(d),
             )
         )
@@ -168,10 +168,10 @@ def _duration(seconds: float) -> str:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
-    return _ago(seconds)
+    return _elapsed(seconds)
 
 
-def _ago(seconds: float) -> str:
+def _elapsed(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 60:
         return f"{seconds}s"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from flightsrv.catalog_impl import DatasetCatalog
 from flightsrv.config import RuntimeConfig
+from flightsrv.flightsql import FlightSqlServer
 from flightsrv.http import HttpServer
 from flightsrv.metrics import MetricsServer, RuntimeMetrics
 from sync.accelerators.base import Accelerator, open_accelerator
@@ -30,8 +31,6 @@ class Runtime:
     the metrics (a last OTLP push) and the engines."""
 
     def __init__(self, config: RuntimeConfig, endpoints: Endpoints) -> None:
-        from flightsrv.flightsql.server import FlightSqlServer
-
         self.config = config
         self._endpoints = endpoints
         self._accelerators: dict[str, Accelerator] = {}

@@ -35,10 +35,16 @@ class ShardPosition:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Every shard position of a dataset's stream; stored with the data in one transaction."""
+    """Every shard position of a dataset's stream; stored with the data in one transaction.
+
+    ``watermark`` is the time the mirror is known current up to (newest applied record, or
+    the last poll that found every shard at its tip). A checkpoint whose watermark is older
+    than the stream's retention may have missed trimmed records.
+    """
 
     stream_arn: str
     shards: tuple[ShardPosition, ...]
+    watermark: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -47,12 +53,12 @@ class ChangeBatch:
 
     ``rows`` has the ``_op`` column followed by the table's columns (value columns are null on
     deletes). Rows of one key are in sequence order, so the last row of a key wins.
-    ``checkpoint`` is None for bootstrap (scan) batches, whose rows are all upserts.
+    ``checkpoint`` is None for bootstrap (scan) batches, whose rows are all upserts; the
+    stream watermark travels in it.
     """
 
     rows: pa.Table
     checkpoint: Checkpoint | None
-    watermark: datetime | None = None
     records: int = field(default=0)
 
     def latest_per_key(self, key: tuple[str, ...]) -> pa.Table:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from sync.accelerators.base import Accelerator
-from sync.changes import ChangeBatch
+from sync.changes import ChangeBatch, Checkpoint
 from sync.dynamodb.client import DynamoDBClients, make_clients
 from sync.dynamodb.convert import infer_columns
 from sync.dynamodb.records import evolve_spec, image_rows, stream_rows, upserts
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 STAGING_SUFFIX = "__bootstrap"
 UNCONFIRMED_POLL_S = 0.2
+CHECKPOINT_KEEPALIVE_S = 60.0
 PROGRESS_LOG_S = 5.0
 
 
@@ -48,6 +50,7 @@ class DatasetSync:
         self._lock = threading.Lock()
         self._state = State.STARTING
         self._since = time.time()
+        self._history: deque[tuple[float, State]] = deque([(self._since, self._state)], 64)
         self._error: str | None = None
         self._spec: TableSpec | None = accelerator.table_spec(settings.name)
         self._watermark: float | None = None  # epoch seconds the mirror is current up to
@@ -138,6 +141,7 @@ class DatasetSync:
             checkpoint = self.accelerator.load_checkpoint(self.settings.name)
             if checkpoint is not None and self._spec is not None and not rebootstrap:
                 log.info("dataset %s: resuming from its checkpoint", self.settings.name)
+                self._check_checkpoint_age(checkpoint)
                 reader.resume(checkpoint)
                 self._set_state(State.CATCHING_UP)
             else:
@@ -164,9 +168,9 @@ class DatasetSync:
         name = self.settings.name
         staging_name = f"{name}{STAGING_SUFFIX}"
         # Capture the stream position first: every change made during the scan is replayed.
+        started = time.time()
         reader.start_at_latest()
         self._bootstraps += 1
-        started = time.time()
         segments = self.settings.scan_segments or auto_segments(table.item_count)
         log.info(
             "dataset %s: bootstrapping from table %s (about %d items, %d segments)",
@@ -204,7 +208,8 @@ class DatasetSync:
                 f"the bootstrap scan took {elapsed:.0f} s, longer than the stream's retention"
             )
         # Bootstrap complete: swap the table in with the position captured before the scan.
-        self.accelerator.swap_in(name, spec, name, reader.checkpoint())
+        captured = datetime.fromtimestamp(started, UTC)
+        self.accelerator.swap_in(name, spec, name, reader.checkpoint(captured))
         self._spec = replace(spec, name=name)
         self._last_checkpoint_at = time.time()
         log.info(
@@ -238,22 +243,26 @@ class DatasetSync:
         assert self._spec is not None
         interval = self.settings.scan_interval.total_seconds()
         refresh = self.settings.topology_refresh.total_seconds()
+        # An idle stream still moves its checkpoint's watermark forward, well within retention.
+        keepalive = min(CHECKPOINT_KEEPALIVE_S, self.settings.shard_retention.total_seconds() / 4)
         next_table_check = time.monotonic() + refresh
         while not self._stop.is_set():
             round_started = time.time()
             poll = reader.poll()
             self._shards_active = reader.active_shards
-            if poll.pages or poll.drained_shards:
-                rows, spec, newest = stream_rows(self._spec, poll.pages)
-                watermark = datetime.fromtimestamp(newest, UTC) if newest else None
-                self._commit(spec, ChangeBatch(rows, reader.checkpoint(), watermark, poll.records))
-                self._spec = spec
-                self._records_consumed += poll.records
-                if newest is not None:
-                    self._watermark = newest
+            rows, spec, newest = stream_rows(self._spec, poll.pages)
             if poll.caught_up:
                 # Nothing left to read: the mirror is current as of this round's start.
-                self._watermark = round_started
+                watermark = round_started
+            else:
+                watermark = newest if newest is not None else self._watermark
+            stale = time.time() - (self._last_checkpoint_at or 0) >= keepalive
+            if poll.pages or poll.drained_shards or (poll.caught_up and stale):
+                when = datetime.fromtimestamp(watermark, UTC) if watermark else None
+                self._commit(spec, ChangeBatch(rows, reader.checkpoint(when), poll.records))
+                self._spec = spec
+                self._records_consumed += poll.records
+            self._watermark = watermark
             self._update_readiness()
             if time.monotonic() >= next_table_check:
                 next_table_check = time.monotonic() + refresh
@@ -263,6 +272,19 @@ class DatasetSync:
                 interval if poll.caught_up else min(interval, UNCONFIRMED_POLL_S)
             ):
                 return
+
+    def _check_checkpoint_age(self, checkpoint: Checkpoint) -> None:
+        """Records newer than the checkpoint may have been trimmed if it is older than the
+        stream's retention (the runtime was down, or a shard sat idle that long)."""
+        if checkpoint.watermark is None:
+            return
+        age = time.time() - checkpoint.watermark.timestamp()
+        retention = self.settings.shard_retention.total_seconds()
+        if age > retention:
+            raise RetentionExceeded(
+                f"the checkpoint is {age:.0f} s old, older than the stream's retention "
+                f"({retention:.0f} s): changes made since may have been trimmed"
+            )
 
     def _check_stream_unchanged(self, table: TableDescription) -> None:
         """A stream disabled and re-enabled gets a new ARN: the old position is meaningless."""
@@ -310,10 +332,16 @@ class DatasetSync:
         with self._lock:
             if state is not self._state or error != self._error:
                 self._since = time.time()
+                self._history.append((self._since, state))
             self._state = state
             self._error = error
             if state is not State.BOOTSTRAPPING:
                 self._bootstrap = None if state is not State.ERROR else self._bootstrap
+
+    def state_history(self) -> list[tuple[float, State]]:
+        """The last state transitions, oldest first, as (epoch seconds, state)."""
+        with self._lock:
+            return list(self._history)
 
     def lag_ms(self) -> int | None:
         if self._watermark is None:

@@ -6,13 +6,14 @@ down.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 RetentionBehavior = Literal["error", "ready_before_load", "ready_after_load"]
-Engine = Literal["duckdb", "sqlite"]
+Engine = Literal["duckdb", "sqlite", "postgres"]
 Mode = Literal["memory", "file"]
 
 
@@ -33,15 +34,25 @@ class SourceSettings:
 
 @dataclass(frozen=True)
 class AccelerationSettings:
-    """The engine a dataset is mirrored into; ``file`` is set in file mode."""
+    """The engine a dataset is mirrored into; ``file`` is set in file mode.
+
+    ``connection`` holds libpq keywords (``host``, ``port``, ``dbname``, ``user``, ``password``,
+    ``sslmode``, …) for the postgres engine; unset ones take libpq's defaults.
+    """
 
     engine: Engine
     mode: Mode
     file: Path | None = None
+    connection: Mapping[str, str] | None = field(default=None, hash=False, repr=False)
 
     @property
     def location(self) -> str:
         """Datasets with the same location share one engine database (and can be joined)."""
+        if self.engine == "postgres":
+            c = self.connection or {}
+            user = f"{c['user']}@" if c.get("user") else ""
+            where = f"{c.get('host') or 'localhost'}:{c.get('port') or 5432}"
+            return f"postgres://{user}{where}/{c.get('dbname') or ''}"
         return f"{self.engine}:{self.file.resolve() if self.file else 'memory'}"
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sync.pipeline import DatasetSync
 from tests.dynamo import Emulator, start_emulator
 
 _names = itertools.count()
@@ -30,3 +31,13 @@ def ddb(emulator: Emulator) -> Any:
 def table_name(request: pytest.FixtureRequest) -> str:
     """A table name unique within the session (the emulator is shared)."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", f"t{next(_names)}_{request.node.name}")[:200]
+
+
+@pytest.fixture
+def running() -> Iterator[list[DatasetSync]]:
+    """DatasetSyncs started by a test (see tests.harness.start), stopped and closed after."""
+    started: list[DatasetSync] = []
+    yield started
+    for sync in started:
+        sync.stop()
+        sync.accelerator.close()

@@ -13,8 +13,8 @@ import adbc_driver_flightsql.dbapi as flightsql
 import pytest
 
 from tests.dynamo import Emulator, create_table, normalise, random_item, scan_all
+from tests.harness import mutate, wait_for
 from tests.runtime_process import RuntimeProcess, dataset_entry
-from tests.sync.test_pipeline import mutate, wait_for
 
 
 @pytest.fixture

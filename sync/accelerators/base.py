@@ -67,6 +67,7 @@ class Accelerator(Protocol):
 _ENGINES = {
     "duckdb": "sync.accelerators.duckdb:DuckDBAccelerator",
     "sqlite": "sync.accelerators.sqlite:SQLiteAccelerator",
+    "postgres": "sync.accelerators.postgres:PostgresAccelerator",
 }
 
 

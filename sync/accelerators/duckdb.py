@@ -64,12 +64,15 @@ class DuckDBAccelerator:
     engine = "duckdb"
 
     def __init__(self, settings: AccelerationSettings) -> None:
+        # Queries share this database: no file or network access from SQL, and settings
+        # locked so that no statement can turn that back on.
+        config = {"enable_external_access": False, "lock_configuration": True}
         if settings.mode == "file":
             assert settings.file is not None
             settings.file.parent.mkdir(parents=True, exist_ok=True)
-            self._db = duckdb.connect(str(settings.file))
+            self._db = duckdb.connect(str(settings.file), config=config)
         else:
-            self._db = duckdb.connect(":memory:")
+            self._db = duckdb.connect(":memory:", config=config)
         self._cursor_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._writer = self._db.cursor()

@@ -1,11 +1,11 @@
 """PostgreSQL accelerator: an attached server holding mirrored tables and their checkpoints.
 
-Every batch is one transaction on the dataset's own write connection: the Arrow rows go in by
-binary COPY (encoded in bulk by pgpq), into a temporary staging table from which one
-``DELETE … USING`` removes the deleted keys and one ``INSERT … ON CONFLICT DO UPDATE`` writes
-the upserts; column changes and the checkpoint commit with them. A server that is down or goes
-away makes :meth:`PostgresAccelerator.apply` raise psycopg's error, nothing committed; the next
-call reconnects.
+Every batch is one transaction: the Arrow rows go in by binary COPY (encoded in bulk by pgpq),
+into a temporary staging table from which one ``DELETE … USING`` removes the deleted keys and
+one ``INSERT … ON CONFLICT DO UPDATE`` writes the upserts; column changes and the checkpoint
+commit with them. Bootstrap batches, which fill a fresh table, are copied straight into it. A
+server that is down or goes away makes :meth:`PostgresAccelerator.apply` raise psycopg's error,
+nothing committed; the next call reconnects.
 
 Queries run each on a pooled connection inside ``BEGIN READ ONLY`` with the session's
 ``default_transaction_read_only`` on, so the server itself refuses writes, and stream their rows
@@ -18,11 +18,13 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlglot
 
 try:
     import psycopg
@@ -55,6 +57,7 @@ ROWS_PER_CHUNK = 4 * 1024  # rows libpq buffers per network read of a query resu
 IDLE_QUERY_CONNECTIONS = 4  # query connections kept open between queries
 LOCK_TIMEOUT = "10s"  # a schema change waiting behind a long query gives up and is retried
 STAGE = "_dynamirror_stage"
+MAX_NAME_BYTES = 63  # PostgreSQL cuts longer identifiers short
 
 SPICEPOD_PARAMS = {
     "pg_host": "host",
@@ -196,17 +199,47 @@ _NUMERIC = 1700
 _AS_TEXT = ("json", "jsonb", "uuid")  # loaded as their text, not parsed into Python objects
 
 
-def arrow_type(type_code: int, precision: int | None, scale: int | None) -> pa.DataType:
-    """The Arrow type of a result column from its type OID (text for types not listed).
+def arrow_type(oid: int, modifier: int) -> pa.DataType:
+    """The Arrow type of a result column from its type OID and modifier (text if not listed).
 
     ``numeric(p, s)`` is a decimal; unconstrained ``numeric`` (``sum`` of a bigint, ``avg``) is
     float64, as no fixed scale holds every value.
     """
-    if type_code == _NUMERIC:
-        if precision is not None and scale is not None and 0 < precision <= 38:
+    if oid == _NUMERIC:
+        precision, scale = ((modifier - 4) >> 16) & 0xFFFF, (modifier - 4) & 0xFFFF
+        if modifier >= 4 and 0 < precision <= 38:
             return pa.decimal128(precision, scale)
         return pa.float64()
-    return _OID_ARROW.get(type_code, pa.string())
+    return _OID_ARROW.get(oid, pa.string())
+
+
+Field = tuple[str, int, int]  # name, type OID, type modifier
+
+
+def _fields(cur: psycopg.Cursor[Any]) -> list[Field]:
+    result = cur.pgresult
+    assert result is not None
+    return [(str(d.name), d.type_code, result.fmod(i)) for i, d in enumerate(cur.description or ())]
+
+
+def _describe(con: psycopg.Connection[Any], statement: str) -> list[Field]:
+    """The result columns of ``statement``, from the server's description of it (not run)."""
+    encoding = con.info.encoding
+    pgconn = con.pgconn
+    for result in (
+        pgconn.prepare(b"", statement.encode(encoding)),
+        described := pgconn.describe_prepared(b""),
+    ):
+        if result.status == psycopg.pq.ExecStatus.FATAL_ERROR:
+            raise psycopg.DatabaseError((result.error_message or b"").decode(encoding, "replace"))
+    return [
+        (
+            (described.fname(i) or b"").decode(encoding),
+            described.ftype(i),
+            described.fmod(i),
+        )
+        for i in range(described.nfields)
+    ]
 
 
 def _to_arrow(values: Sequence[object], type_: pa.DataType) -> pa.Array:
@@ -237,27 +270,20 @@ class PostgresQueryHandle:
             con = self._pool.get()
         except psycopg.Error as e:
             raise QueryError(_message(e)) from e
+        statement = positional(sql_text) if params else sql_text
         try:
             cur = con.cursor()
-            rows = cur.stream(
-                positional(sql_text) if params else sql_text,
-                list(params) or None,
-                size=ROWS_PER_CHUNK,
-            )
+            rows = cur.stream(statement, list(params) or None, size=ROWS_PER_CHUNK)
             first = list(itertools.islice(rows, ROWS_PER_BATCH))
-            description = cur.description
+            # psycopg describes a streamed result from its first row: without rows, ask.
+            fields = _fields(cur) if first else _describe(con, statement)
         except psycopg.Error as e:
             self._pool.discard(con)
             raise QueryError(_message(e)) from e
         except BaseException:
             self._pool.discard(con)
             raise
-        if description is None:  # a statement without a result (SET, …)
-            self._pool.put(con)
-            return pa.RecordBatchReader.from_batches(pa.schema([]), [])
-        schema = pa.schema(
-            [pa.field(d.name, arrow_type(d.type_code, d.precision, d.scale)) for d in description]
-        )
+        schema = pa.schema([pa.field(name, arrow_type(oid, fmod)) for name, oid, fmod in fields])
         return pa.RecordBatchReader.from_batches(schema, self._batches(con, rows, first, schema))
 
     def _batches(
@@ -362,21 +388,13 @@ def _reading(pool: _QueryPool) -> Iterator[psycopg.Cursor[Any]]:
 # -- the accelerator ------------------------------------------------------------------------
 
 
-class _Writer:
-    """One dataset's write connection, reopened after the server went away."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.connection: psycopg.Connection[Any] | None = None
-
-
 class PostgresAccelerator:
     """Mirrored tables and their checkpoints in one PostgreSQL database.
 
     Tables live in the connection's current schema (``public`` unless ``search_path`` says
-    otherwise), next to ``_dynamirror_checkpoints``. Each dataset writes on its own connection,
-    so datasets sharing a database apply their batches in parallel. The data stays in the
-    server whatever ``mode`` says: a restart resumes from the stored checkpoint.
+    otherwise), next to ``_dynamirror_checkpoints``. Each transaction takes a write connection
+    of its own, so datasets sharing a database apply their batches in parallel. The data stays
+    in the server whatever ``mode`` says: a restart resumes from the stored checkpoint.
     """
 
     engine = "postgres"
@@ -385,7 +403,7 @@ class PostgresAccelerator:
         # No I/O here: a server that is not up yet only fails the calls that need it.
         self._params = dict(settings.connection or {})
         self._pool = _QueryPool(self._connect_reader, IDLE_QUERY_CONNECTIONS)
-        self._writers: dict[str, _Writer] = {}
+        self._idle_writers: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self._specs: dict[str, TableSpec] = {}  # as committed; only the writers change tables
         self._closed = False
@@ -397,70 +415,95 @@ class PostgresAccelerator:
             cursor_factory=psycopg.RawCursor,
         )
 
-    def _connect_writer(self, dataset: str) -> psycopg.Connection[Any]:
+    def _connect_writer(self) -> psycopg.Connection[Any]:
         con = psycopg.connect(
-            **{"application_name": f"dynamirror-sync {dataset}"[:63], **self._params},
+            **{"application_name": "dynamirror-sync", **self._params},
             autocommit=True,
             prepare_threshold=None,
             cursor_factory=psycopg.RawCursor,
         )
         try:
             con.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
-            with con.transaction():
-                # Serialise CREATE … IF NOT EXISTS across processes: it races on the catalog.
-                con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [CHECKPOINT_TABLE])
-                con.execute(sql.CHECKPOINT_DDL)
+            # A commit need not wait for its WAL flush: a server crash can only lose the last
+            # few batches together with their checkpoint, and the stream replays them.
+            con.execute("SET synchronous_commit = off")
+            with con.transaction(), con.cursor() as cur:
+                _ensure_checkpoint_table(cur)
         except BaseException:
             con.close()
             raise
         return con
 
     @contextmanager
-    def _transaction(self, dataset: str) -> Iterator[psycopg.Cursor[Any]]:
-        """BEGIN … COMMIT on ``dataset``'s connection; ROLLBACK on any exception."""
+    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        """BEGIN … COMMIT on a write connection; ROLLBACK on any exception.
+
+        A connection the server dropped is closed and a new one opened by the next call.
+        """
         with self._lock:
             if self._closed:
                 raise RuntimeError("the postgres accelerator is closed")
-            writer = self._writers.setdefault(dataset, _Writer())
-        with writer.lock:
-            con = writer.connection
-            if con is None or con.closed or con.broken:
-                if con is not None:
-                    con.close()
-                con = writer.connection = self._connect_writer(dataset)
-            try:
-                with con.transaction(), con.cursor() as cur:
-                    yield cur
-            except BaseException:
-                if con.broken:  # the server went away: reconnect on the next call
-                    con.close()
-                raise
+            con = self._idle_writers.pop() if self._idle_writers else None
+        if con is None or con.closed:
+            con = self._connect_writer()
+        try:
+            with con.transaction(), con.cursor() as cur:
+                yield cur
+        finally:
+            with self._lock:
+                idle = con.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                if not self._closed and not con.closed and idle:
+                    self._idle_writers.append(con)
+                    con = None
+            if con is not None:
+                con.close()
 
     def table_spec(self, name: str) -> TableSpec | None:
         with _reading(self._pool) as cur:
             return _table_spec(cur, name)
 
-    def reset(self, dataset: str, spec: TableSpec) -> None:
-        with self._transaction(dataset) as cur:
+    def create_table(self, spec: TableSpec) -> None:
+        if len(spec.name.encode()) > MAX_NAME_BYTES:
+            raise ValueError(
+                f"table name {spec.name!r} is longer than PostgreSQL's {MAX_NAME_BYTES} bytes"
+            )
+        with self._transaction() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
             cur.execute(sql.create_table_sql(spec, TYPE_NAMES))
-            cur.execute(_CHECKPOINT_DELETE, [dataset])
         self._specs[spec.name] = spec
+
+    def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
+        with self._transaction() as cur:
+            # Wait for queries still reading the old table however long they take: giving up
+            # would throw the whole load away.
+            cur.execute("SET LOCAL lock_timeout = 0")
+            self._evolve(cur, staging)
+            cur.execute(f"DROP TABLE IF EXISTS {sql.quote(name)}")
+            cur.execute(f"ALTER TABLE {sql.quote(staging.name)} RENAME TO {sql.quote(name)}")
+            # The key's index keeps the staging name; give it the table's so that the next load
+            # can create its staging table again.
+            index = cur.execute(_PRIMARY_KEY_NAME, [name]).fetchone()
+            if index is not None:
+                pkey = sql.quote(f"{name}_pkey"[:MAX_NAME_BYTES])
+                cur.execute(f"ALTER INDEX {sql.quote(index[0])} RENAME TO {pkey}")
+            _store_checkpoint(cur, dataset, checkpoint)
+        self._specs.pop(staging.name, None)
+        self._specs[name] = replace(staging, name=name)
 
     def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
         bootstrap = batch.checkpoint is None
         rows = batch.rows if bootstrap else batch.latest_per_key(spec.key)
         rows = _conform(rows, spec)
-        with self._transaction(dataset) as cur:
+        with self._transaction() as cur:
             self._evolve(cur, spec)
             if bootstrap:
+                # A bootstrap batch fills a fresh table: straight in, no staging, no conflicts.
                 upserts = rows.filter(pc.equal(rows.column(OP_COLUMN), int(Op.UPSERT)))
                 _copy_into(cur, sql.quote(spec.name), upserts.drop_columns([OP_COLUMN]), spec)
             elif rows.num_rows:
                 _merge(cur, spec, rows)
             if batch.checkpoint is not None:
-                cur.execute(_CHECKPOINT_DELETE, [dataset])
-                cur.executemany(_CHECKPOINT_INSERT, sql.checkpoint_rows(dataset, batch.checkpoint))
+                _store_checkpoint(cur, dataset, batch.checkpoint)
         self._specs[spec.name] = spec
 
     def _evolve(self, cur: psycopg.Cursor[Any], spec: TableSpec) -> None:
@@ -496,16 +539,15 @@ class PostgresAccelerator:
         return PostgresQueryHandle(self._pool)
 
     def close(self) -> None:
+        """Close every connection; one in use by a transaction closes when it ends."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            writers = list(self._writers.values())
+            idle, self._idle_writers = self._idle_writers, []
         self._pool.close()
-        for writer in writers:
-            with writer.lock:  # after the batch in flight, if any
-                if writer.connection is not None:
-                    writer.connection.close()
+        for con in idle:
+            con.close()
 
     def __enter__(self) -> PostgresAccelerator:
         return self
@@ -516,8 +558,38 @@ class PostgresAccelerator:
         self.close()
 
 
+def _ensure_checkpoint_table(cur: psycopg.Cursor[Any]) -> None:
+    """Create the checkpoint table, or add the columns a newer version of it has."""
+    # Serialise CREATE … IF NOT EXISTS across processes: it races on the catalog.
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [CHECKPOINT_TABLE])
+    cur.execute(_CHECKPOINT_DDL)
+    present = {row[0] for row in cur.execute(_COLUMNS, [CHECKPOINT_TABLE]).fetchall()}
+    missing = [c for c in _CHECKPOINT_COLUMNS if c[0] not in present]
+    if missing:  # nullable: rows written before the column existed have no value for it
+        added = ", ".join(f"ADD COLUMN {sql.quote(name)} {type_}" for name, type_ in missing)
+        cur.execute(f"ALTER TABLE {CHECKPOINT_TABLE} {added}")
+
+
+def _store_checkpoint(cur: psycopg.Cursor[Any], dataset: str, checkpoint: Checkpoint) -> None:
+    cur.execute(_CHECKPOINT_DELETE, [dataset])
+    rows = sql.checkpoint_rows(dataset, checkpoint)
+    if rows:
+        cur.executemany(_CHECKPOINT_INSERT, rows)
+
+
+_CHECKPOINT_DDL = sqlglot.transpile(sql.CHECKPOINT_DDL, read="duckdb", write="postgres")[0]
+_CHECKPOINT_COLUMNS = [
+    (column.name, column.args["kind"].sql("postgres"))
+    for column in sqlglot.parse_one(_CHECKPOINT_DDL, read="postgres").find_all(
+        sqlglot.exp.ColumnDef
+    )
+]
 _CHECKPOINT_DELETE = positional(sql.CHECKPOINT_DELETE)
-_CHECKPOINT_INSERT = positional(sql.CHECKPOINT_INSERT)
+# Columns named: a table upgraded by _ensure_checkpoint_table has its columns in another order.
+_CHECKPOINT_INSERT = (
+    f"INSERT INTO {CHECKPOINT_TABLE} ({', '.join(sql.quote(n) for n, _ in _CHECKPOINT_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_CHECKPOINT_COLUMNS) + 1))})"
+)
 _CHECKPOINT_SELECT = positional(sql.CHECKPOINT_SELECT)
 _COLUMNS = (
     "SELECT column_name, data_type FROM information_schema.columns "
@@ -530,6 +602,11 @@ _PRIMARY_KEY = (
     "WHERE i.indisprimary "
     "AND i.indrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)) "
     "ORDER BY k.position"
+)
+_PRIMARY_KEY_NAME = (
+    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "WHERE i.indisprimary "
+    "AND i.indrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1))"
 )
 
 
@@ -545,9 +622,13 @@ def _table_spec(cur: psycopg.Cursor[Any], name: str) -> TableSpec | None:
 
 def _conform(rows: pa.Table, spec: TableSpec) -> pa.Table:
     """``rows`` as ``_op`` then the spec's columns, in their Arrow types: binary COPY is typed."""
-    target = pa.schema([pa.field(OP_COLUMN, pa.int8()), *spec.arrow_schema()])
-    rows = rows.select(target.names)
-    return rows if rows.schema.equals(target) else rows.cast(target)
+    types = [pa.int8(), *(c.type.arrow for c in spec.columns)]
+    rows = rows.select([OP_COLUMN, *spec.column_names])
+    if rows.schema.types == types:
+        return rows
+    return rows.cast(
+        pa.schema([pa.field(n, t) for n, t in zip(rows.column_names, types, strict=True)])
+    )
 
 
 def _encoder(schema: pa.Schema, spec: TableSpec) -> ArrowToPostgresBinaryEncoder:

@@ -13,12 +13,13 @@ CHECKPOINT_DDL = (
     f"CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} ("
     "dataset VARCHAR NOT NULL, stream_arn VARCHAR NOT NULL, shard_id VARCHAR NOT NULL, "
     "parent_shard_id VARCHAR, sequence_number VARCHAR, drained BOOLEAN NOT NULL, "
-    "updated_at VARCHAR NOT NULL, PRIMARY KEY (dataset, stream_arn, shard_id))"
+    "watermark DOUBLE, updated_at VARCHAR NOT NULL, "
+    "PRIMARY KEY (dataset, stream_arn, shard_id))"
 )
 CHECKPOINT_DELETE = f"DELETE FROM {CHECKPOINT_TABLE} WHERE dataset = ?"
-CHECKPOINT_INSERT = f"INSERT INTO {CHECKPOINT_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)"
+CHECKPOINT_INSERT = f"INSERT INTO {CHECKPOINT_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 CHECKPOINT_SELECT = (
-    "SELECT stream_arn, shard_id, parent_shard_id, sequence_number, drained "
+    "SELECT stream_arn, shard_id, parent_shard_id, sequence_number, drained, watermark "
     f"FROM {CHECKPOINT_TABLE} WHERE dataset = ? ORDER BY shard_id"
 )
 
@@ -39,6 +40,7 @@ def create_table_sql(spec: TableSpec, type_names: Mapping[ColumnType, str]) -> s
 
 def checkpoint_rows(dataset: str, checkpoint: Checkpoint) -> list[tuple[object, ...]]:
     now = datetime.now(UTC).isoformat()
+    watermark = checkpoint.watermark.timestamp() if checkpoint.watermark else None
     return [
         (
             dataset,
@@ -47,6 +49,7 @@ def checkpoint_rows(dataset: str, checkpoint: Checkpoint) -> list[tuple[object, 
             s.parent_shard_id,
             s.sequence_number,
             s.drained,
+            watermark,
             now,
         )
         for s in checkpoint.shards
@@ -58,9 +61,11 @@ def checkpoint_from_rows(rows: Sequence[Sequence[object]]) -> Checkpoint | None:
         return None
     shards = tuple(
         ShardPosition(str(arn), str(shard), _opt(parent), _opt(seq), bool(drained))
-        for arn, shard, parent, seq, drained in rows
+        for arn, shard, parent, seq, drained, _ in rows
     )
-    return Checkpoint(shards[0].stream_arn, shards)
+    watermark = rows[0][5]
+    when = datetime.fromtimestamp(float(watermark), UTC) if watermark is not None else None
+    return Checkpoint(shards[0].stream_arn, shards, when)
 
 
 def _opt(value: object) -> str | None:

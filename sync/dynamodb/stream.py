@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pyarrow.compute as pc
@@ -132,10 +133,10 @@ class StreamReader:
             )
         self._refresh_topology()
 
-    def checkpoint(self) -> Checkpoint:
-        return Checkpoint(
-            self.stream_arn, tuple(s.position(self.stream_arn) for s in self._shards.values())
-        )
+    def checkpoint(self, watermark: datetime | None) -> Checkpoint:
+        """Every shard's position now, current up to ``watermark``."""
+        positions = tuple(s.position(self.stream_arn) for s in self._shards.values())
+        return Checkpoint(self.stream_arn, positions, watermark)
 
     @property
     def active_shards(self) -> int:

@@ -2,125 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
-import time
-from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sync.accelerators.base import open_accelerator
 from sync.pipeline import DatasetSync
-from sync.settings import AccelerationSettings, DatasetSettings, SourceSettings
 from sync.status import State
-from tests.dynamo import (
-    CREDENTIALS,
-    REGION,
-    Emulator,
-    create_table,
-    normalise,
-    random_item,
-    scan_all,
+from tests.dynamo import Emulator, create_table, random_item
+from tests.harness import (
+    ENGINES,
+    assert_mirror_equals_source,
+    caught_up,
+    mirror_rows,
+    mutate,
+    settings_for,
+    start,
+    wait_for,
 )
-
-ENGINES = ["duckdb", "sqlite"]
-
-
-def settings_for(
-    emulator: Emulator, table: str, engine: str, mode: str, tmp_path: Path, **kw: Any
-) -> DatasetSettings:
-    file = tmp_path / f"mirror.{engine}" if mode == "file" else None
-    return DatasetSettings(
-        name="mirror",
-        source=SourceSettings(
-            table=table,
-            region=REGION,
-            auth="key",
-            access_key_id=CREDENTIALS["aws_access_key_id"],
-            secret_access_key=CREDENTIALS["aws_secret_access_key"],
-            endpoint_url=emulator.url,
-        ),
-        acceleration=AccelerationSettings(engine, mode, file),  # type: ignore[arg-type]
-        scan_interval=timedelta(milliseconds=50),
-        **kw,
-    )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-
-
-def mirror_rows(sync: DatasetSync) -> dict[str, dict[str, Any]]:
-    table = sync.accelerator.query_handle().execute('SELECT * FROM "mirror"').read_all()
-    return {row["pk"]: row for row in table.to_pylist()}
-
-
-def assert_mirror_equals_source(sync: DatasetSync, ddb: Any, table: str) -> None:
-    """Full comparison, item by item and attribute by attribute."""
-    source = {item["pk"]: item for item in scan_all(ddb, table)}
-    mirror = mirror_rows(sync)
-    assert sorted(mirror) == sorted(source)
-    for pk, item in source.items():
-        row = mirror[pk]
-        for name, value in item.items():
-            assert normalise(row[name]) == normalise(value), (pk, name)
-        for name, value in row.items():
-            if name not in item:
-                assert value is None, (pk, name)
-
-
-def caught_up(sync: DatasetSync, ddb: Any, table: str) -> Callable[[], bool]:
-    def check() -> bool:
-        source = {i["pk"]: normalise(i["version"]) for i in scan_all(ddb, table)}
-        try:
-            mirror = {pk: r["version"] for pk, r in mirror_rows(sync).items()}
-        except Exception:  # noqa: BLE001 - table may not exist yet
-            return False
-        return mirror == source
-
-    return check
-
-
-@pytest.fixture
-def running() -> Iterator[list[DatasetSync]]:
-    started: list[DatasetSync] = []
-    yield started
-    for sync in started:
-        sync.stop()
-        sync.accelerator.close()
-
-
-def start(settings: DatasetSettings, running: list[DatasetSync]) -> DatasetSync:
-    sync = DatasetSync(settings, open_accelerator(settings.acceleration))
-    running.append(sync)
-    sync.start()
-    return sync
-
-
-def mutate(ddb: Any, table: str, rng: random.Random, keys: int, version: int) -> None:
-    """One random change: insert/overwrite (60 %), update of one attribute, or delete."""
-    pk = f"k{rng.randrange(keys)}"
-    roll = rng.random()
-    if roll < 0.6:
-        ddb.put_item(TableName=table, Item=random_item(rng, pk, version))
-    elif roll < 0.8:
-        ddb.update_item(
-            TableName=table,
-            Key={"pk": {"S": pk}},
-            UpdateExpression="SET version = :v, #s = :s",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":v": {"N": str(version)}, ":s": {"S": "updated"}},
-        )
-    else:
-        ddb.delete_item(TableName=table, Key={"pk": {"S": pk}})
 
 
 @pytest.mark.parametrize("mode", ["memory", "file"])
@@ -149,7 +51,7 @@ def test_bootstrap_then_changes_during_and_after_converge(
 
     thread = threading.Thread(target=writer)
     thread.start()  # changes start before, and continue during, the bootstrap scan
-    sync = start(settings_for(emulator, table_name, engine, mode, tmp_path), running)
+    sync = start(settings_for(emulator.url, table_name, engine, mode, tmp_path), running)
     wait_for(lambda: sync.status().state is State.READY, what="Ready")
     during = changes["n"]
     thread.join()
@@ -176,7 +78,7 @@ def test_file_mode_restart_resumes_without_rescan(
     rng = random.Random(7)
     for i in range(300):
         ddb.put_item(TableName=table_name, Item=random_item(rng, f"k{i}", 0))
-    settings = settings_for(emulator, table_name, engine, "file", tmp_path)
+    settings = settings_for(emulator.url, table_name, engine, "file", tmp_path)
     first = start(settings, running)
     wait_for(lambda: first.status().state is State.READY, what="Ready")
     assert first.status().bootstraps == 1
@@ -199,7 +101,7 @@ def test_memory_mode_restart_bootstraps_again(
 ) -> None:
     create_table(ddb, table_name)
     ddb.put_item(TableName=table_name, Item=random_item(random.Random(1), "k1", 0))
-    settings = settings_for(emulator, table_name, "duckdb", "memory", tmp_path)
+    settings = settings_for(emulator.url, table_name, "duckdb", "memory", tmp_path)
     for _ in range(2):
         sync = start(settings, running)
         wait_for(lambda s=sync: s.status().state is State.READY, what="Ready")
@@ -213,7 +115,7 @@ def test_range_key_and_new_attributes_during_streaming(
 ) -> None:
     create_table(ddb, table_name, range_key=True)
     ddb.put_item(TableName=table_name, Item={"pk": {"S": "a"}, "sk": {"N": "1"}, "v": {"N": "1"}})
-    sync = start(settings_for(emulator, table_name, "duckdb", "memory", tmp_path), running)
+    sync = start(settings_for(emulator.url, table_name, "duckdb", "memory", tmp_path), running)
     wait_for(lambda: sync.status().state is State.READY, what="Ready")
     ddb.put_item(
         TableName=table_name,
@@ -234,8 +136,8 @@ def test_range_key_and_new_attributes_during_streaming(
     wait_for(lambda: len(rows()) == 1 and rows()[0]["sk"] == 2, what="changes applied")
     row = rows()[0]
     assert row["v"] == 2.5
-    assert sorted(__import__("json").loads(row["tags"])) == ["x", "y"]
-    assert __import__("json").loads(row["doc"]) == {"n": 1, "l": ["z", True]}
+    assert sorted(json.loads(row["tags"])) == ["x", "y"]
+    assert json.loads(row["doc"]) == {"n": 1, "l": ["z", True]}
     assert sync.spec is not None and sync.spec.key == ("pk", "sk")
 
 
@@ -253,7 +155,7 @@ def test_missing_or_wrong_stream_is_an_error_saying_how_to_fix(
     expected: str,
 ) -> None:
     create_table(ddb, table_name, view_type=view_type)
-    sync = start(settings_for(emulator, table_name, "duckdb", "memory", tmp_path), running)
+    sync = start(settings_for(emulator.url, table_name, "duckdb", "memory", tmp_path), running)
     wait_for(lambda: sync.status().state is State.ERROR, what="error state")
     error = sync.status().error or ""
     assert expected in error

@@ -1,0 +1,133 @@
+"""Checked statements run on the catalog's engines: planning, result schemas, result streams."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import pyarrow as pa
+
+from flightsrv.catalog import Catalog, TableInfo
+from flightsrv.flightsql import sqlcheck
+from flightsrv.flightsql.errors import BadRequest
+from flightsrv.flightsql.metadata import Namespace
+from flightsrv.flightsql.results import conform, rechunk
+from flightsrv.flightsql.statements import Statement
+from sync.accelerators.query import QueryError, QueryHandle
+
+# Engines whose result types come from values rather than from the query (the SQLite handle
+# types a computed column by its first rows): their schema needs the real query, not LIMIT 0.
+_VALUE_TYPED_DIALECTS = frozenset({"sqlite"})
+
+
+@dataclass
+class Plan:
+    """A checked statement bound to the engine that holds its tables."""
+
+    checked: sqlcheck.CheckedQuery
+    handle: QueryHandle
+
+    @cached_property
+    def sql(self) -> str:
+        """The statement in the engine's dialect."""
+        return self.checked.sql(self.handle.dialect)
+
+
+class QueryRunner:
+    """Runs client statements read-only against the catalog."""
+
+    def __init__(self, catalog: Catalog, namespace: Namespace, max_batch_bytes: int) -> None:
+        self._catalog = catalog
+        self._ns = namespace
+        self._max_batch_bytes = max_batch_bytes
+
+    def plan(self, sql: str) -> Plan:
+        """Check ``sql`` and find its engine (raises the catalog errors: not found, not ready)."""
+        checked = sqlcheck.check(sql, self._ns.catalog, self._ns.schema)
+        return Plan(checked, self._catalog.handle_for(checked.tables))
+
+    def table_infos(self) -> dict[str, TableInfo]:
+        return {t.name.lower(): t for t in self._catalog.tables()}
+
+    def parameter_schema(self, plan: Plan) -> pa.Schema:
+        if plan.checked.param_count == 0:
+            return pa.schema([])
+        return plan.checked.parameter_schema(self.table_infos())
+
+    def prepared_schema(self, plan: Plan) -> pa.Schema | None:
+        """The result schema at prepare time, before parameters are known.
+
+        Parameters are probed as NULL; when that says nothing (the engine refuses NULL
+        there), the schema is left to GetFlightInfo, which has the real values.
+        """
+        count = plan.checked.param_count
+        try:
+            return self._schema(plan, [None] * count)
+        except QueryError:
+            if count == 0:
+                raise
+            return None
+
+    def result_schema(self, plan: Plan, statement: Statement) -> pa.Schema:
+        """The schema DoGet will stream for ``statement``, learnt without running it fully."""
+        rows = self._param_rows(plan, statement)
+        return self._schema(plan, rows[0] if rows else [None] * plan.checked.param_count)
+
+    def stream(
+        self, plan: Plan, statement: Statement, schema: pa.Schema
+    ) -> Iterator[pa.RecordBatch]:
+        """Result batches of every bound parameter set in turn, under ``schema``.
+
+        The first query starts before this returns, so its errors reach the caller directly
+        rather than in the middle of a stream.
+        """
+        rows = self._param_rows(plan, statement)
+        if not rows:
+            return iter(())
+        first = plan.handle.execute(plan.sql, rows[0])
+        return self._batches(plan, first, rows[1:], schema)
+
+    def _batches(
+        self,
+        plan: Plan,
+        first: pa.RecordBatchReader,
+        rest: Sequence[Sequence[object]],
+        schema: pa.Schema,
+    ) -> Iterator[pa.RecordBatch]:
+        reader: pa.RecordBatchReader | None = first
+        pending = list(rest)
+        while reader is not None:
+            try:
+                for batch in rechunk(reader, self._max_batch_bytes):
+                    yield conform(batch, schema)
+            finally:
+                reader.close()
+            reader = plan.handle.execute(plan.sql, pending.pop(0)) if pending else None
+
+    def _schema(self, plan: Plan, params: Sequence[object]) -> pa.Schema:
+        dialect = plan.handle.dialect
+        if dialect not in _VALUE_TYPED_DIALECTS:
+            try:
+                return _read_schema(plan.handle, plan.checked.schema_probe_sql(dialect), params)
+            except QueryError:
+                pass  # the statement itself tells the real error (or works without LIMIT 0)
+        return _read_schema(plan.handle, plan.sql, params)
+
+    def _param_rows(self, plan: Plan, statement: Statement) -> list[list[object]]:
+        rows = statement.param_rows()
+        expected = plan.checked.param_count
+        bound = statement.params.num_columns if statement.params is not None else 0
+        if bound != expected:
+            if expected and statement.params is None:
+                raise BadRequest(f"the query has {expected} parameter(s) but none are bound")
+            raise BadRequest(f"the query has {expected} parameter(s), {bound} are bound")
+        return rows
+
+
+def _read_schema(handle: QueryHandle, sql: str, params: Sequence[object]) -> pa.Schema:
+    reader = handle.execute(sql, params)
+    try:
+        return reader.schema
+    finally:
+        reader.close()

@@ -1,0 +1,339 @@
+"""The Arrow Flight SQL server: read-only SQL over the catalog's accelerator databases.
+
+Clients write DuckDB SQL. Served tables live in one catalog (``dynamirror``) and one schema
+(``public``), have table type ``TABLE``, and may be named bare or qualified
+(``public.orders``, ``dynamirror.public.orders``).
+
+Every call is self-contained: prepared statement handles and tickets carry their SQL and
+parameters (see :mod:`flightsrv.flightsql.statements`), so the server keeps no per-client
+state and needs no cleanup. Transactions exist only so that clients leaving autocommit (the
+DB-API default) work: they are read-only at READ COMMITTED, and commit and rollback do nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as flight
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError, Message
+
+from flightsrv.catalog import Catalog
+from flightsrv.flightsql import metadata
+from flightsrv.flightsql.errors import BadRequest, Unsupported, client_error
+from flightsrv.flightsql.metadata import Namespace
+from flightsrv.flightsql.queries import QueryRunner
+from flightsrv.flightsql.results import MAX_BATCH_BYTES
+from flightsrv.flightsql.statements import Statement
+from flightsrv.proto import FlightSql_pb2 as pb
+
+DEFAULT_LOCATION = "grpc://127.0.0.1:50051"
+CATALOG_NAME = "dynamirror"
+SCHEMA_NAME = "public"
+
+_CREATE_PREPARED = "CreatePreparedStatement"
+_CLOSE_PREPARED = "ClosePreparedStatement"
+_BEGIN_TRANSACTION = "BeginTransaction"
+_END_TRANSACTION = "EndTransaction"
+_MESSAGES: dict[str, type[Message]] = {
+    desc.full_name: getattr(pb, name) for name, desc in pb.DESCRIPTOR.message_types_by_name.items()
+}
+# Commands that would change data: refused as PERMISSION_DENIED wherever they arrive.
+_WRITES = (
+    pb.CommandStatementUpdate,
+    pb.CommandPreparedStatementUpdate,
+    pb.CommandStatementIngest,
+)
+_READ_ONLY = "read-only server: {} is refused; only queries are served"
+
+
+class FlightSqlServer(flight.FlightServerBase):
+    """Flight SQL over a :class:`~flightsrv.catalog.Catalog`.
+
+    The gRPC server listens from construction on; :meth:`serve` blocks until
+    :meth:`shutdown` (typically ``serve`` runs in a thread). ``location`` ``None`` means
+    :data:`DEFAULT_LOCATION`; port 0 picks a free port, read back from :attr:`port`.
+    Other keyword arguments (``auth_handler``, ``tls_certificates``, ``middleware``…) go to
+    :class:`pyarrow.flight.FlightServerBase`.
+    """
+
+    def __init__(
+        self,
+        location: str | None,
+        catalog: Catalog,
+        *,
+        catalog_name: str = CATALOG_NAME,
+        schema_name: str = SCHEMA_NAME,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(location or DEFAULT_LOCATION, **kwargs)
+        self._stopping = threading.Event()
+        self.catalog = catalog
+        self.namespace = Namespace(catalog_name, schema_name)
+        self._queries = QueryRunner(catalog, self.namespace, max_batch_bytes)
+
+    def shutdown(self) -> None:
+        """Stop serving: result streams end at their next batch, then wait for the calls.
+
+        gRPC waits for every call in flight, so a stream whose client keeps reading is cut
+        short (UNAVAILABLE) instead of holding shutdown until its last row.
+        """
+        self._stopping.set()
+        super().shutdown()
+
+    # --- RPCs: each maps domain errors to gRPC statuses around its implementation -----------
+
+    def get_flight_info(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        try:
+            return self._get_flight_info(descriptor)
+        except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
+            raise client_error("GetFlightInfo", e) from None
+
+    def get_schema(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.SchemaResult:
+        try:
+            return flight.SchemaResult(self._get_schema(descriptor))
+        except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
+            raise client_error("GetSchema", e) from None
+
+    def do_get(
+        self, context: flight.ServerCallContext, ticket: flight.Ticket
+    ) -> flight.FlightDataStream:
+        try:
+            return self._do_get(ticket)
+        except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
+            raise client_error("DoGet", e) from None
+
+    def do_put(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        try:
+            self._do_put(descriptor, reader, writer)
+        except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
+            raise client_error("DoPut", e) from None
+
+    def do_action(
+        self, context: flight.ServerCallContext, action: flight.Action
+    ) -> list[flight.Result]:
+        try:
+            return self._do_action(action)
+        except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
+            raise client_error(f"DoAction {action.type}", e) from None
+
+    def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
+        return [
+            (_CREATE_PREPARED, "Prepare a read-only SQL query (DuckDB dialect)"),
+            (_CLOSE_PREPARED, "Close a prepared statement (handles hold no server state)"),
+            (_BEGIN_TRANSACTION, "Begin a read-only transaction (READ COMMITTED)"),
+            (_END_TRANSACTION, "Commit or roll back a read-only transaction (both no-ops)"),
+        ]
+
+    def list_flights(
+        self, context: flight.ServerCallContext, criteria: bytes
+    ) -> Iterator[flight.FlightInfo]:
+        return iter([])
+
+    # --- implementations ----------------------------------------------------------------------
+
+    def _get_flight_info(self, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+        command = _command(descriptor)
+        if isinstance(command, pb.CommandStatementQuery | pb.CommandPreparedStatementQuery):
+            statement = self._statement(command)
+            plan = self._queries.plan(statement.sql)
+            schema = self._queries.result_schema(plan, statement)
+            # The ticket carries the promised schema so DoGet streams exactly that.
+            ticket = pb.TicketStatementQuery(
+                statement_handle=statement.with_schema(schema).encode()
+            )
+            return _info(descriptor, schema, _pack(ticket))
+        schema, _ = self._metadata(command)
+        return _info(descriptor, schema, descriptor.command)  # the command is its own ticket
+
+    def _get_schema(self, descriptor: flight.FlightDescriptor) -> pa.Schema:
+        command = _command(descriptor)
+        if isinstance(command, pb.CommandStatementQuery | pb.CommandPreparedStatementQuery):
+            statement = self._statement(command)
+            return self._queries.result_schema(self._queries.plan(statement.sql), statement)
+        return self._metadata(command)[0]
+
+    def _do_get(self, ticket: flight.Ticket) -> flight.FlightDataStream:
+        command = _unpack(ticket.ticket)
+        if isinstance(command, pb.TicketStatementQuery):
+            statement = Statement.decode(command.statement_handle)
+            plan = self._queries.plan(statement.sql)  # checked again: tickets are not trusted
+            schema = statement.schema or self._queries.result_schema(plan, statement)
+            batches = self._queries.stream(plan, statement, schema)
+            return flight.GeneratorStream(schema, self._guarded(batches))
+        _, build = self._metadata(command)
+        return flight.RecordBatchStream(build())
+
+    def _do_put(
+        self,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        command = _command(descriptor, refuse_unknown_as_write=True)
+        if not isinstance(command, pb.CommandPreparedStatementQuery):
+            raise flight.FlightUnauthorizedError(_READ_ONLY.format(type(command).__name__))
+        # Parameters bound to a prepared query: answer with a handle that carries them.
+        statement = Statement.decode(command.prepared_statement_handle)
+        plan = self._queries.plan(statement.sql)
+        params = reader.read_all()
+        expected = plan.checked.param_count
+        if params.num_columns != expected:
+            raise BadRequest(
+                f"the query has {expected} parameter(s), {params.num_columns} were bound"
+            )
+        handle = statement.with_params(params).encode()
+        result = pb.DoPutPreparedStatementResult(prepared_statement_handle=handle)
+        writer.write(pa.py_buffer(result.SerializeToString()))
+
+    def _do_action(self, action: flight.Action) -> list[flight.Result]:
+        body = action.body.to_pybytes()
+        if action.type == _CREATE_PREPARED:
+            request = _unpack(body, pb.ActionCreatePreparedStatementRequest)
+            return [flight.Result(_pack(self._prepare(request.query)))]
+        if action.type == _CLOSE_PREPARED:
+            request = _unpack(body, pb.ActionClosePreparedStatementRequest)
+            Statement.decode(request.prepared_statement_handle)  # nothing is held: just check
+            return []
+        if action.type == _BEGIN_TRANSACTION:
+            # Read-only transactions at READ COMMITTED (each statement sees the latest data)
+            # hold nothing: the id only lets clients that leave autocommit (DB-API) proceed.
+            if body:
+                _unpack(body, pb.ActionBeginTransactionRequest)
+            result = pb.ActionBeginTransactionResult(transaction_id=b"ro-" + os.urandom(12))
+            return [flight.Result(_pack(result))]
+        if action.type == _END_TRANSACTION:
+            request = _unpack(body, pb.ActionEndTransactionRequest)
+            if request.action == pb.ActionEndTransactionRequest.END_TRANSACTION_UNSPECIFIED:
+                raise BadRequest("EndTransaction needs COMMIT or ROLLBACK")
+            return []  # nothing was written, so commit and rollback are the same
+        raise Unsupported(f"action {action.type!r} is not supported")
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _prepare(self, sql: str) -> pb.ActionCreatePreparedStatementResult:
+        plan = self._queries.plan(sql)
+        dataset = self._queries.prepared_schema(plan)
+        return pb.ActionCreatePreparedStatementResult(
+            prepared_statement_handle=Statement(sql).encode(),
+            dataset_schema=dataset.serialize().to_pybytes() if dataset is not None else b"",
+            parameter_schema=self._queries.parameter_schema(plan).serialize().to_pybytes(),
+        )
+
+    def _statement(
+        self, command: pb.CommandStatementQuery | pb.CommandPreparedStatementQuery
+    ) -> Statement:
+        if isinstance(command, pb.CommandStatementQuery):
+            return Statement(command.query)  # a transaction_id changes nothing for reads
+        return Statement.decode(command.prepared_statement_handle)
+
+    def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Stop at shutdown; map errors raised mid-stream (later parameter sets…) like others."""
+        try:
+            for batch in batches:
+                if self._stopping.is_set():
+                    raise flight.FlightUnavailableError("the server is shutting down")
+                yield batch
+        except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
+            raise client_error("DoGet stream", e) from None
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # release the engine cursor now, not when garbage collected
+
+    def _metadata(self, command: Message) -> tuple[pa.Schema, Callable[[], pa.Table]]:
+        """The fixed schema of a metadata command and how to build its rows."""
+        ns = self.namespace
+        match command:
+            case pb.CommandGetCatalogs():
+                return metadata.CATALOGS_SCHEMA, lambda: metadata.catalogs(ns)
+            case pb.CommandGetDbSchemas():
+                return metadata.DB_SCHEMAS_SCHEMA, lambda: metadata.db_schemas(ns, command)
+            case pb.CommandGetTables():
+                schema = (
+                    metadata.TABLES_WITH_SCHEMA_SCHEMA
+                    if command.include_schema
+                    else metadata.TABLES_SCHEMA
+                )
+                return schema, lambda: metadata.tables(ns, self.catalog.tables(), command)
+            case pb.CommandGetTableTypes():
+                return metadata.TABLE_TYPES_SCHEMA, metadata.table_types
+            case pb.CommandGetPrimaryKeys():
+                return metadata.PRIMARY_KEYS_SCHEMA, lambda: metadata.primary_keys(
+                    ns, self.catalog.tables(), command
+                )
+            case pb.CommandGetExportedKeys() | pb.CommandGetImportedKeys():
+                return metadata.FOREIGN_KEYS_SCHEMA, metadata.foreign_keys
+            case pb.CommandGetCrossReference():
+                return metadata.FOREIGN_KEYS_SCHEMA, metadata.foreign_keys
+            case pb.CommandGetSqlInfo():
+                return metadata.SQL_INFO_SCHEMA, lambda: metadata.sql_info(command.info)
+            case pb.CommandGetXdbcTypeInfo():
+                return metadata.XDBC_TYPE_INFO_SCHEMA, lambda: metadata.xdbc_type_info(command)
+            case _ if isinstance(command, _WRITES):
+                raise flight.FlightUnauthorizedError(_READ_ONLY.format(type(command).__name__))
+        raise Unsupported(f"{type(command).__name__} is not supported by this server")
+
+
+def _info(
+    descriptor: flight.FlightDescriptor, schema: pa.Schema, ticket: bytes
+) -> flight.FlightInfo:
+    # No locations: the client fetches from this same server. Sizes unknown (-1).
+    return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(ticket, [])], -1, -1)
+
+
+def _command(descriptor: flight.FlightDescriptor, refuse_unknown_as_write: bool = False) -> Message:
+    if descriptor.descriptor_type != flight.DescriptorType.CMD:
+        if refuse_unknown_as_write:
+            raise flight.FlightUnauthorizedError(_READ_ONLY.format("uploading data"))
+        raise BadRequest("only Flight SQL command descriptors are served")
+    try:
+        return _unpack(descriptor.command)
+    except BadRequest:
+        if refuse_unknown_as_write:
+            raise flight.FlightUnauthorizedError(_READ_ONLY.format("uploading data")) from None
+        raise
+
+
+def _unpack(data: bytes, expected: type[Message] | None = None) -> Any:
+    """A Flight SQL message from its ``google.protobuf.Any`` wrapping."""
+    wrapper = any_pb2.Any()
+    try:
+        wrapper.ParseFromString(data)
+    except DecodeError:
+        raise BadRequest("not a Flight SQL command") from None
+    name = wrapper.TypeName()
+    cls = _MESSAGES.get(name)
+    if cls is None:
+        if not name:
+            raise BadRequest("not a Flight SQL command")
+        raise Unsupported(f"{name} is not supported by this server")
+    if expected is not None and cls is not expected:
+        raise BadRequest(f"expected {expected.DESCRIPTOR.full_name}, got {name}")
+    message = cls()
+    try:
+        wrapper.Unpack(message)
+    except DecodeError:
+        raise BadRequest(f"malformed {name}") from None
+    return message
+
+
+def _pack(message: Message) -> bytes:
+    wrapper = any_pb2.Any()
+    wrapper.Pack(message)
+    return wrapper.SerializeToString()

@@ -1,0 +1,84 @@
+"""Self-contained prepared-statement handles and result tickets.
+
+The server keeps no statement state: a prepared statement handle carries its SQL, and after
+parameters are bound (DoPut) the server hands back a new handle carrying the parameter rows
+too (``DoPutPreparedStatementResult``). A result ticket carries the same plus the schema
+GetFlightInfo promised. Any server of a pool can therefore serve any call, nothing leaks when
+a client dies without closing its statements, and ClosePreparedStatement has nothing to free.
+
+Handles are not signed: the SQL inside is checked again on every use, so a forged handle can
+do nothing a plain query could not.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+_MAGIC = b"DMQ1"
+_LENGTH = struct.Struct(">I")
+
+
+class InvalidHandle(ValueError):
+    """Bytes that are not a handle or ticket issued by this server."""
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A query, its bound parameter rows and, in tickets, the result schema promised."""
+
+    sql: str
+    params: pa.Table | None = None
+    schema: pa.Schema | None = None
+
+    def with_params(self, params: pa.Table) -> Statement:
+        return Statement(self.sql, params, None)
+
+    def with_schema(self, schema: pa.Schema) -> Statement:
+        return Statement(self.sql, self.params, schema)
+
+    def param_rows(self) -> list[list[object]]:
+        """Bound parameter sets as Python values, one list per row (none bound: one empty)."""
+        if self.params is None or self.params.num_columns == 0:
+            return [[]]
+        columns = [column.to_pylist() for column in self.params.columns]
+        return [list(row) for row in zip(*columns, strict=True)]
+
+    def encode(self) -> bytes:
+        sql = self.sql.encode()
+        params = _ipc_table(self.params) if self.params is not None else b""
+        schema = self.schema.serialize().to_pybytes() if self.schema is not None else b""
+        return b"".join(
+            [_MAGIC]
+            + [part for blob in (sql, params, schema) for part in (_LENGTH.pack(len(blob)), blob)]
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Statement:
+        if not data.startswith(_MAGIC):
+            raise InvalidHandle("unknown statement handle or ticket")
+        blobs: list[bytes] = []
+        offset = len(_MAGIC)
+        try:
+            for _ in range(3):
+                (size,) = _LENGTH.unpack_from(data, offset)
+                offset += _LENGTH.size
+                if offset + size > len(data):
+                    raise InvalidHandle("truncated statement handle or ticket")
+                blobs.append(data[offset : offset + size])
+                offset += size
+            sql = blobs[0].decode()
+            params = pa.ipc.open_stream(blobs[1]).read_all() if blobs[1] else None
+            schema = pa.ipc.read_schema(pa.py_buffer(blobs[2])) if blobs[2] else None
+        except (struct.error, UnicodeDecodeError, pa.ArrowException) as e:
+            raise InvalidHandle(f"corrupt statement handle or ticket: {e}") from None
+        return cls(sql, params, schema)
+
+
+def _ipc_table(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()

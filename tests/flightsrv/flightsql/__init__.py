@@ -1,0 +1,1 @@
+"""Flight SQL server tests, driven by the real ADBC Flight SQL client."""

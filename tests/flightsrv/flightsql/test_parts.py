@@ -1,0 +1,209 @@
+"""The server's parts on their own: SQL checking, handles, batch sizing, metadata filters."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from flightsrv.catalog import TableInfo, TableNotFound
+from flightsrv.flightsql import metadata, results, sqlcheck
+from flightsrv.flightsql.statements import InvalidHandle, Statement
+
+
+def check(sql: str) -> sqlcheck.CheckedQuery:
+    return sqlcheck.check(sql, "dynamirror", "public")
+
+
+@pytest.mark.parametrize(
+    ("sql", "tables"),
+    [
+        ("SELECT * FROM orders", ("orders",)),
+        ("FROM orders SELECT id", ("orders",)),
+        (
+            "SELECT * FROM Public.Orders JOIN dynamirror.public.items USING (id)",
+            ("Orders", "items"),
+        ),
+        ("WITH a AS (SELECT * FROM orders) SELECT * FROM a, a AS b", ("orders",)),
+        ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT * FROM r", ()),
+        ("SELECT * FROM orders WHERE id IN (SELECT order_id FROM items)", ("orders", "items")),
+        ("SELECT 1 UNION ALL SELECT 2", ()),
+        ("VALUES (1, 'a')", ()),
+        ("DESCRIBE orders", ("orders",)),
+        ("SUMMARIZE orders", ("orders",)),
+        ("SELECT * FROM range(3)", ()),
+        ("select 1;", ()),
+    ],
+)
+def test_reads_are_accepted(sql: str, tables: tuple[str, ...]) -> None:
+    assert check(sql).tables == tables
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO orders VALUES (1)",
+        "UPDATE orders SET id = 2",
+        "DELETE FROM orders",
+        "MERGE INTO orders USING items ON orders.id = items.id WHEN MATCHED THEN DELETE",
+        "CREATE TABLE x (a INT)",
+        "CREATE VIEW v AS SELECT 1",
+        "DROP TABLE orders",
+        "ALTER TABLE orders RENAME TO o",
+        "ATTACH 'x.db' AS x",
+        "DETACH x",
+        "COPY orders TO 'x.parquet'",
+        "PRAGMA database_list",
+        "SET memory_limit = '1GB'",
+        "RESET memory_limit",
+        "BEGIN TRANSACTION",
+        "USE other",
+        "LOAD httpfs",
+        "CALL checkpoint()",
+        "EXPLAIN SELECT 1",
+        "SHOW TABLES",
+        "SELECT 1; SELECT 2",
+        "SELECT * FROM read_parquet('x.parquet')",
+        "SELECT * FROM query('DELETE FROM orders')",
+        "SELECT * FROM duckdb_settings()",
+        "SELECT current_setting('s3_secret_access_key')",
+        "SELECT nextval('seq')",
+    ],
+)
+def test_anything_else_is_refused(sql: str) -> None:
+    with pytest.raises(sqlcheck.ReadOnlyViolation):
+        check(sql)
+
+
+def test_cte_scope_does_not_hide_a_file() -> None:
+    # The CTE named like the file is visible in the subquery only; outside, it is a table name.
+    sql = 'SELECT * FROM (WITH "x.csv" AS (SELECT 1) SELECT * FROM "x.csv") a, "x.csv" b'
+    assert check(sql).tables == ("x.csv",)
+
+
+def test_other_schemas_are_not_found() -> None:
+    for sql in ("SELECT * FROM main.orders", "SELECT * FROM other.public.orders"):
+        with pytest.raises(TableNotFound):
+            check(sql)
+
+
+def test_syntax_errors_keep_the_parser_message() -> None:
+    with pytest.raises(sqlcheck.SqlSyntaxError, match="Expected table name") as caught:
+        check("SELECT FROM WHERE")
+    assert "\x1b" not in str(caught.value)
+    with pytest.raises(sqlcheck.SqlSyntaxError, match="empty"):
+        check("  ")
+
+
+def test_qualifiers_are_stripped_for_the_engine() -> None:
+    checked = check("SELECT public.orders.id FROM dynamirror.public.orders")
+    assert checked.sql("duckdb") == "SELECT orders.id FROM orders"
+
+
+def test_positional_parameters_are_numbered_in_text_order() -> None:
+    checked = check("FROM orders SELECT ? AS a WHERE id = ? LIMIT ?")
+    assert checked.param_count == 3
+    # The generated SELECT puts the clauses in another order; numbering keeps the binding.
+    assert checked.sql("duckdb") == "SELECT $1 AS a FROM orders WHERE id = $2 LIMIT $3"
+    assert checked.sql("sqlite") == "SELECT ?1 AS a FROM orders WHERE id = ?2 LIMIT ?3"
+    assert check("SELECT '?', ?").param_count == 1
+    assert check("SELECT $2, $1").sql("duckdb") == "SELECT $2, $1"
+
+
+def test_parameter_styles_that_cannot_bind_positionally() -> None:
+    with pytest.raises(sqlcheck.SqlSyntaxError, match="named parameter"):
+        check("SELECT $name")
+    with pytest.raises(sqlcheck.SqlSyntaxError, match="mixing"):
+        check("SELECT ?, $1")
+
+
+def test_schema_probe_keeps_names_and_bound_limits() -> None:
+    assert check("SELECT 1 AS a, 2 AS a").schema_probe_sql("duckdb") == (
+        "SELECT 1 AS a, 2 AS a LIMIT 0"
+    )
+    probe = check("SELECT * FROM orders LIMIT ?").schema_probe_sql("duckdb")
+    assert "$1" in probe and probe.endswith("LIMIT 0")
+
+
+def test_parameter_schema_from_compared_columns() -> None:
+    info = TableInfo(
+        "orders", pa.schema([("id", pa.int64()), ("customer", pa.string())]), ("id",), "duckdb"
+    )
+    checked = check("SELECT * FROM orders WHERE ? = customer AND id IN (?, ?) AND ? IS NULL")
+    schema = checked.parameter_schema({"orders": info})
+    assert schema.types == [pa.string(), pa.int64(), pa.int64(), pa.null()]
+    assert schema.names == ["$1", "$2", "$3", "$4"]
+
+
+def test_statement_handles_round_trip() -> None:
+    params = pa.table({"a": [1, None], "b": [b"x", b"y"]})
+    schema = pa.schema([("n", pa.int64())])
+    statement = Statement("SELECT ?", params, schema)
+    decoded = Statement.decode(statement.encode())
+    assert decoded.sql == "SELECT ?"
+    assert decoded.params is not None and decoded.params.equals(params)
+    assert decoded.schema is not None and decoded.schema.equals(schema)
+    assert decoded.param_rows() == [[1, b"x"], [None, b"y"]]
+    assert Statement.decode(Statement("SELECT 1").encode()).param_rows() == [[]]
+
+
+@pytest.mark.parametrize("data", [b"", b"garbage", Statement("SELECT 1").encode()[:-3]])
+def test_foreign_handles_are_rejected(data: bytes) -> None:
+    with pytest.raises(InvalidHandle):
+        Statement.decode(data)
+
+
+def test_rechunk_bounds_batch_size_without_losing_rows() -> None:
+    wide = pa.record_batch({"s": ["x" * 1000] * 10_000, "i": list(range(10_000))})
+    pieces = list(results.rechunk([wide, wide.slice(0, 0)], max_bytes=1_000_000))
+    assert len(pieces) > 10
+    assert all(p.nbytes <= 1_000_000 for p in pieces)
+    assert pa.Table.from_batches(pieces).equals(pa.Table.from_batches([wide]))
+
+
+def test_rechunk_splits_skewed_rows() -> None:
+    sizes = [10] * 999 + [2_000_000]
+    batch = pa.record_batch({"s": ["y" * n for n in sizes]})
+    pieces = list(results.rechunk([batch], max_bytes=1_000_000))
+    assert sum(p.num_rows for p in pieces) == 1000
+    assert all(p.nbytes <= 1_000_000 or p.num_rows == 1 for p in pieces)
+
+
+def test_conform_renames_and_casts_to_the_announced_schema() -> None:
+    announced = pa.schema([("n", pa.int64()), ("s", pa.string())])
+    batch = pa.record_batch({"x": pa.array([1], pa.int32()), "y": ["a"]})
+    conformed = results.conform(batch, announced)
+    assert conformed.schema.equals(announced)
+    assert conformed.to_pylist() == [{"n": 1, "s": "a"}]
+    with pytest.raises(results.SchemaChanged):
+        results.conform(pa.record_batch({"x": ["not a number"], "y": ["a"]}), announced)
+    with pytest.raises(results.SchemaChanged):
+        results.conform(pa.record_batch({"x": [1]}), announced)
+
+
+def test_like_patterns() -> None:
+    pattern = metadata.like("or_er%")
+    assert pattern is not None
+    assert pattern.fullmatch("orders") and pattern.fullmatch("order")
+    assert not pattern.fullmatch("xorders")
+    escaped = metadata.like("a\\_b")
+    assert escaped is not None and escaped.fullmatch("a_b") and not escaped.fullmatch("axb")
+    assert metadata.like(None) is None
+
+
+def test_sql_info_value_schema_is_the_canonical_dense_union() -> None:
+    table = metadata.sql_info([])
+    assert table.schema.equals(metadata.SQL_INFO_SCHEMA, check_metadata=True)
+    value = table.schema.field("value").type
+    assert value.mode == "dense"
+    assert [f.name for f in value] == [
+        "string_value",
+        "bool_value",
+        "bigint_value",
+        "int32_bitmask",
+        "string_list",
+        "int32_to_int32_list_map",
+    ]
+    assert list(value.type_codes) == [0, 1, 2, 3, 4, 5]
+    codes = set(table.column("info_name").to_pylist())
+    assert {0, 1, 2, 3, 504} <= codes
+    table.validate(full=True)
