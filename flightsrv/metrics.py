@@ -15,8 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -145,16 +144,36 @@ class QueryMetrics:
             self._errors.add(1, {"method": method, "code": code})
         self._duration.record(seconds, {"method": method})
 
-    @contextmanager
-    def track(self, method: str) -> Iterator[None]:
-        """Time the block and record it; an exception is recorded with its code and re-raised."""
-        started = time.perf_counter()
-        try:
-            yield
-        except BaseException as e:
-            self.record(method, grpc_code(e), time.perf_counter() - started)
-            raise
-        self.record(method, "OK", time.perf_counter() - started)
+
+class QueryMetricsMiddleware(flight.ServerMiddlewareFactory):
+    """Times every Flight call and records it with the status code the client got.
+
+    Streaming calls (DoGet) complete when their last batch is sent, so their latency covers
+    the whole result.
+    """
+
+    def __init__(self, queries: QueryMetrics) -> None:
+        super().__init__()
+        self._queries = queries
+
+    def start_call(
+        self, info: flight.CallInfo, headers: dict[str, list[str]]
+    ) -> flight.ServerMiddleware:
+        method = "".join(part.capitalize() for part in info.method.name.split("_"))
+        return _CallTimer(self._queries, method)
+
+
+class _CallTimer(flight.ServerMiddleware):
+    def __init__(self, queries: QueryMetrics, method: str) -> None:
+        super().__init__()
+        self._queries = queries
+        self._method = method
+        self._started = time.perf_counter()
+
+    def call_completed(self, exception: BaseException | None) -> None:
+        self._queries.record(
+            self._method, grpc_code(exception), time.perf_counter() - self._started
+        )
 
 
 class RuntimeMetrics:

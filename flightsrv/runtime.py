@@ -10,7 +10,7 @@ from flightsrv.catalog_impl import DatasetCatalog
 from flightsrv.config import RuntimeConfig
 from flightsrv.flightsql import FlightSqlServer
 from flightsrv.http import HttpServer
-from flightsrv.metrics import MetricsServer, RuntimeMetrics
+from flightsrv.metrics import MetricsServer, QueryMetricsMiddleware, RuntimeMetrics
 from sync.accelerators.base import Accelerator, open_accelerator
 from sync.pipeline import DatasetSync
 from sync.settings import AccelerationSettings
@@ -45,8 +45,12 @@ class Runtime:
         self._scratch = open_accelerator(AccelerationSettings("duckdb", "memory"))
         self.catalog = DatasetCatalog(self.datasets, self._scratch)
         host, port = endpoints.flight
-        self.flight = FlightSqlServer(f"grpc://{host}:{port}", self.catalog)
         self.metrics = RuntimeMetrics(self.datasets, config.metrics, config.otel)
+        self.flight = FlightSqlServer(
+            f"grpc://{host}:{port}",
+            self.catalog,
+            middleware={"metrics": QueryMetricsMiddleware(self.metrics.queries)},
+        )
         self.metrics_server: MetricsServer | None = None
         if endpoints.metrics is not None:
             try:

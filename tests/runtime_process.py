@@ -62,6 +62,7 @@ class RuntimeProcess:
         )
         self.flight_port = free_port()
         self.http_port = free_port()
+        self.metrics_port = free_port()
         self.log = workdir / "runtime.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -81,6 +82,8 @@ class RuntimeProcess:
             f"127.0.0.1:{self.flight_port}",
             "--http",
             f"127.0.0.1:{self.http_port}",
+            "--metrics",
+            f"127.0.0.1:{self.metrics_port}",
         ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

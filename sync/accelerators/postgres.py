@@ -284,7 +284,14 @@ class PostgresQueryHandle:
             self._pool.discard(con)
             raise
         schema = pa.schema([pa.field(name, arrow_type(oid, fmod)) for name, oid, fmod in fields])
-        return pa.RecordBatchReader.from_batches(schema, self._batches(con, rows, first, schema))
+        if len(first) < ROWS_PER_BATCH:  # the whole result is in: the connection is free now
+            self._pool.put(con)
+            return pa.RecordBatchReader.from_batches(
+                schema, [_record_batch(first, schema)] if first else []
+            )
+        batches = self._batches(con, rows, first, schema)
+        # next(batches)  # into its try block: a reader closed unread still frees the connection
+        return pa.RecordBatchReader.from_batches(schema, batches)
 
     def _batches(
         self,
@@ -292,16 +299,12 @@ class PostgresQueryHandle:
         rows: Iterator[tuple[Any, ...]],
         first: list[tuple[Any, ...]],
         schema: pa.Schema,
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Iterator[pa.RecordBatch | None]:
         done = False
         try:
             chunk = first
             while chunk:
-                columns = list(zip(*chunk, strict=True))
-                yield pa.record_batch(
-                    [_to_arrow(c, f.type) for c, f in zip(columns, schema, strict=True)],
-                    schema=schema,
-                )
+                yield _record_batch(chunk, schema)
                 chunk = list(itertools.islice(rows, ROWS_PER_BATCH))
             done = True
         except psycopg.Error as e:
@@ -312,6 +315,13 @@ class PostgresQueryHandle:
                 self._pool.put(con)
             else:
                 self._pool.discard(con)
+
+
+def _record_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
+    columns = list(zip(*rows, strict=True))
+    return pa.record_batch(
+        [_to_arrow(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+    )
 
 
 def _message(error: psycopg.Error) -> str:
@@ -341,10 +351,14 @@ class _QueryPool:
                 if not con.closed:
                     return con
         con = self._connect()
-        con.autocommit = False
-        con.read_only = True
-        con.execute("SET default_transaction_read_only = on")
-        con.commit()
+        try:
+            con.autocommit = False
+            con.read_only = True
+            con.execute("SET default_transaction_read_only = on")
+            con.commit()
+        except BaseException:
+            con.close()
+            raise
         for name in _AS_TEXT:
             con.adapters.register_loader(name, TextLoader)
         return con
@@ -525,9 +539,8 @@ class PostgresAccelerator:
             cur.execute(f"ALTER TABLE {sql.quote(spec.name)} {', '.join(changes)}")
 
     def load_checkpoint(self, dataset: str) -> Checkpoint | None:
-        with _reading(self._pool) as cur:
-            if cur.execute("SELECT to_regclass($1)", [CHECKPOINT_TABLE]).fetchone() == (None,):
-                return None  # nothing was ever written to this database
+        # On a write connection: opening one creates (or upgrades) the checkpoint table.
+        with self._transaction() as cur:
             return sql.checkpoint_from_rows(cur.execute(_CHECKPOINT_SELECT, [dataset]).fetchall())
 
     def row_count(self, table: str) -> int:

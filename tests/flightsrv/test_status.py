@@ -15,6 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_flightsql.dbapi as flightsql
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -222,27 +223,6 @@ class MonitoredRuntime(RuntimeProcess):
         super().__init__(workdir, datasets)
         doc = yaml.safe_load(self.config.read_text())
         self.config.write_text(yaml.safe_dump({**doc, "runtime": runtime}))
-        self.metrics_port = free_port()
-
-    def start(self) -> MonitoredRuntime:
-        cmd = [
-            sys.executable,
-            "-m",
-            "flightsrv",
-            "run",
-            "--config",
-            str(self.config),
-            "--flight",
-            f"127.0.0.1:{self.flight_port}",
-            "--http",
-            f"127.0.0.1:{self.http_port}",
-            "--metrics",
-            f"127.0.0.1:{self.metrics_port}",
-        ]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdout=log, stderr=log)
-        self.wait_http()
-        return self
 
     def scrape(self) -> dict[tuple[str, str], float]:
         code, text = get(f"http://127.0.0.1:{self.metrics_port}/metrics")
@@ -285,6 +265,22 @@ def test_runtime_serves_metrics_status_and_pushes_otlp(
         assert samples[("dataset_dynamodb_records_consumed_total", "orders")] == 12
         assert samples[("dataset_dynamodb_shards_active", "orders")] == 1
         assert not [key for key in samples if key[1] == "plain"], "plain enabled no metric"
+        with flightsql.connect(runtime.flight_uri) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM orders")
+            assert cur.fetchall() == [(32,)]
+            with pytest.raises(flightsql.Error):
+                cur.execute("SELECT * FROM missing_table")
+        code, text = get(f"http://127.0.0.1:{runtime.metrics_port}/metrics")
+        flight_samples = {
+            (s.name, s.labels.get("method"), s.labels.get("code")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        assert flight_samples[("flight_requests_total", "DoGet", "OK")] >= 1
+        assert any(
+            name == "flight_request_errors_total" and code == "NOT_FOUND" and value >= 1
+            for (name, _, code), value in flight_samples.items()
+        ), "the unknown-table query is counted as a NOT_FOUND error"
 
         doc = json.loads(runtime.get("/v1/status")[1])
         assert doc["endpoints"] == {

@@ -8,6 +8,7 @@ PostgreSQL: ``DYNAMIRROR_TEST_POSTGRES`` (a libpq connection string to the serve
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -436,6 +437,45 @@ def test_the_query_handle_cannot_write(engine: Engine) -> None:
     assert accelerator.row_count(spec.name) == 5
 
 
+class Readers:
+    """Threads running one query in a loop while the test writes; they keep what they saw."""
+
+    def __init__(self, accelerator: Accelerator, sql_text: str, threads: int = 3) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+        self.errors: list[BaseException] = []
+        self._accelerator = accelerator
+        self._sql = sql_text
+        self._stop = threading.Event()
+        self._ran = threading.Condition()
+        self._threads = [threading.Thread(target=self._read) for _ in range(threads)]
+
+    def _read(self) -> None:
+        try:
+            while not self._stop.is_set():
+                row = query(self._accelerator, self._sql).to_pylist()[0]
+                with self._ran:
+                    self.seen.append(tuple(row.values()))
+                    self._ran.notify_all()
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.errors.append(e)
+
+    def wait_for_a_query(self) -> None:
+        """Return once one more query has completed (so reads and writes interleave)."""
+        with self._ran:
+            count = len(self.seen)
+            assert self._ran.wait_for(lambda: len(self.seen) > count or self.errors, 10)
+
+    def __enter__(self) -> Readers:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+
 def test_queries_run_during_applies_and_see_whole_batches(engine: Engine) -> None:
     accelerator = engine.open()
     name = engine.name()
@@ -443,41 +483,21 @@ def test_queries_run_during_applies_and_see_whole_batches(engine: Engine) -> Non
     keys = [f"k{i:03}" for i in range(100)]
     bootstrap(accelerator, spec, [[upsert(k, n=0) for k in keys]], checkpoint("0"))
     versions = 25
-    done = threading.Event()
-    seen: list[tuple[int, int, int]] = []
-    errors: list[BaseException] = []
 
-    def write() -> None:
-        try:
-            for version in range(1, versions + 1):
-                changes: list[dict[str, Any]] = []
-                for i, k in enumerate(keys):
-                    if i % 3 == 0:  # every third key deleted and re-inserted in the batch
-                        changes.append(delete(k))
-                    changes.append(upsert(k, n=version))
-                accelerator.apply(name, spec, batch(spec, changes, checkpoint(str(version))))
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
-            errors.append(e)
-        finally:
-            done.set()
+    sql_text = f'SELECT count(*) AS c, min(n) AS lo, max(n) AS hi FROM "{name}"'
+    with Readers(accelerator, sql_text) as readers:
+        for version in range(1, versions + 1):
+            changes: list[dict[str, Any]] = []
+            for i, k in enumerate(keys):
+                if i % 3 == 0:  # every third key deleted and re-inserted in the batch
+                    changes.append(delete(k))
+                changes.append(upsert(k, n=version))
+            readers.wait_for_a_query()
+            accelerator.apply(name, spec, batch(spec, changes, checkpoint(str(version))))
 
-    def read() -> None:
-        sql_text = f'SELECT count(*) AS c, min(n) AS lo, max(n) AS hi FROM "{name}"'
-        try:
-            while not done.is_set():
-                row = query(accelerator, sql_text).to_pylist()[0]
-                seen.append((row["c"], row["lo"], row["hi"]))
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=write)] + [threading.Thread(target=read) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors
-    assert seen, "no query ran while the batches were applied"
-    assert all(c == len(keys) and lo == hi for c, lo, hi in seen), "a query saw half a batch"
+    assert not readers.errors, readers.errors
+    assert all(c == len(keys) and lo == hi for c, lo, hi in readers.seen), "saw half a batch"
+    assert len({lo for _, lo, _ in readers.seen}) > 1, "no query ran between the batches"
     assert values_of(accelerator, name, "n") == dict.fromkeys(keys, versions)
     assert accelerator.load_checkpoint(name) == checkpoint(str(versions))
 
@@ -488,39 +508,40 @@ def test_queries_during_loads_see_the_old_table_or_the_new_one(engine: Engine) -
     spec = make_spec(name)
     bootstrap(accelerator, spec, [[upsert(f"k{i}", n=0) for i in range(100)]], checkpoint("0"))
     loads = 3
-    done = threading.Event()
-    seen: set[tuple[int, int, int]] = set()
-    errors: list[BaseException] = []
 
-    def load() -> None:
-        try:
-            for n in range(1, loads + 1):  # load n: 100 + 50 n rows, all with n
-                rows = [upsert(f"k{i}", n=n) for i in range(100 + 50 * n)]
-                bootstrap(accelerator, spec, [rows[:100], rows[100:]], checkpoint(str(n)))
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
-            errors.append(e)
-        finally:
-            done.set()
+    sql_text = f'SELECT count(*) AS c, min(n) AS lo, max(n) AS hi FROM "{name}"'
+    with Readers(accelerator, sql_text) as readers:
+        for n in range(1, loads + 1):  # load n: 100 + 50 n rows, all with n
+            rows = [upsert(f"k{i}", n=n) for i in range(100 + 50 * n)]
+            readers.wait_for_a_query()
+            bootstrap(accelerator, spec, [rows[:100], rows[100:]], checkpoint(str(n)))
 
-    def read() -> None:
-        sql_text = f'SELECT count(*) AS c, min(n) AS lo, max(n) AS hi FROM "{name}"'
-        try:
-            while not done.is_set():
-                row = query(accelerator, sql_text).to_pylist()[0]
-                seen.add((row["c"], row["lo"], row["hi"]))
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=load)] + [threading.Thread(target=read) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors
-    assert seen, "no query ran during the loads"
-    assert seen <= {(100 + 50 * n, n, n) for n in range(loads + 1)}, "a query saw a partial load"
+    assert not readers.errors, readers.errors
+    every_load = {(100 + 50 * n, n, n) for n in range(loads + 1)}
+    assert set(readers.seen) <= every_load, "a query saw a partial load"
+    assert len(set(readers.seen)) > 1, "no query ran between the loads"
     assert accelerator.row_count(name) == 100 + 50 * loads
     assert accelerator.load_checkpoint(name) == checkpoint(str(loads))
+
+
+def test_results_closed_before_their_end_leave_the_engine_usable(engine: Engine) -> None:
+    accelerator = engine.open()
+    name = engine.name()
+    spec = make_spec(name)
+    rows = 40_000  # more than one Arrow batch of a result
+    bootstrap(accelerator, spec, [[upsert(f"k{i:05}", n=i) for i in range(rows)]], checkpoint("1"))
+    handle = accelerator.query_handle()
+    for _ in range(6):  # more than the engines keep open between queries
+        handle.execute(f'SELECT pk, n FROM "{name}"').close()  # not read at all
+        partly = handle.execute(f'SELECT pk, n FROM "{name}"')
+        partly.read_next_batch()
+        partly.close()
+    gc.collect()  # an engine connection left open would warn here, and warnings are errors
+
+    accelerator.apply(name, spec, batch(spec, [delete("k00000")], checkpoint("2")))
+    assert query(accelerator, f'SELECT count(*) AS c FROM "{name}"').to_pylist() == [
+        {"c": rows - 1}
+    ]
 
 
 def test_close_is_idempotent_and_the_accelerator_is_a_context_manager(engine: Engine) -> None:
