@@ -11,10 +11,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flightsrv.config import ConfigError, load_config
+from flightsrv import sqlclient
+from flightsrv.config import ConfigError, TlsSettings, load_config
+from flightsrv.flightsql.server import COMPRESSIONS
 from flightsrv.runtime import Endpoints, Runtime
 
 DEFAULT_FLIGHT = "127.0.0.1:50051"
@@ -52,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
         help="Prometheus metrics listener (GET /metrics)",
     )
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument(
+        "--tls-certificate-file",
+        type=Path,
+        metavar="PEM",
+        help="serve Flight SQL over TLS (grpc+tls) with this certificate chain "
+        "(overrides runtime.tls; needs --tls-key-file)",
+    )
+    run.add_argument("--tls-key-file", type=Path, metavar="PEM", help="the certificate's key")
+    run.add_argument(
+        "--flight-compression",
+        choices=COMPRESSIONS,
+        default="none",
+        help="compress result messages (default none: JDBC clients cannot read compressed "
+        "messages; ADBC, pyarrow and other Arrow C++/Go/Rust clients can)",
+    )
     status = commands.add_parser("status", help="print the datasets' states of a running runtime")
     status.add_argument(
         "--http",
@@ -59,13 +77,46 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help=f"the runtime's HTTP address (default http://{DEFAULT_HTTP})",
     )
+    status.add_argument("--api-key", metavar="KEY", help="API key (runtime.auth.api-key)")
+    sql = commands.add_parser(
+        "sql",
+        help="run SQL against a Flight SQL server and print the results",
+        description="Run one query, or the statements read from standard input until EOF "
+        "(each ending with ';'), against any Flight SQL server, and print each result as a "
+        "table with the time it took.",
+    )
+    sql.add_argument("query", nargs="?", help="the query (default: read statements from stdin)")
+    sql.add_argument(
+        "--uri",
+        default=sqlclient.DEFAULT_URI,
+        help=f"grpc:// or grpc+tls:// address (default {sqlclient.DEFAULT_URI})",
+    )
+    sql.add_argument("--api-key", metavar="KEY", help="API key, sent as a Bearer token")
+    sql.add_argument(
+        "--tls-root-certs",
+        "--tls-root-certificate-file",
+        type=Path,
+        metavar="PEM",
+        help="trust these root certificates (a self-signed server certificate)",
+    )
+    sql.add_argument(
+        "--max-rows",
+        type=int,
+        default=sqlclient.DEFAULT_MAX_ROWS,
+        help=f"rows printed per result (default {sqlclient.DEFAULT_MAX_ROWS})",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "status":
-        return status(args.http)
+        return status(args.http, args.api_key)
+    if args.command == "sql":
+        return sql(args)
+    if (args.tls_certificate_file is None) != (args.tls_key_file is None):
+        parser.error("--tls-certificate-file and --tls-key-file go together")
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -75,22 +126,30 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
+        if args.tls_certificate_file is not None:
+            tls = TlsSettings(args.tls_certificate_file, args.tls_key_file)
+            tls.load("--tls-certificate-file/--tls-key-file")
+            config = replace(config, tls=tls)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    runtime = Runtime(config, Endpoints(args.flight, args.http, args.metrics))
+    runtime = Runtime(
+        config, Endpoints(args.flight, args.http, args.metrics), args.flight_compression
+    )
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     runtime.start()
     log = logging.getLogger("flightsrv")
     log.info(
-        "serving %d dataset(s): Flight SQL on grpc://%s:%d, HTTP on http://%s:%d",
+        "serving %d dataset(s): Flight SQL on %s://%s:%d, HTTP on http://%s:%d%s",
         len(config.datasets),
+        runtime.flight_scheme,
         args.flight[0],
         runtime.flight.port,
         args.http[0],
         runtime.http.port,
+        ", API key required" if config.api_keys else "",
     )
     if runtime.metrics_server is not None:
         log.info("metrics on http://%s:%d/metrics", args.metrics[0], runtime.metrics_server.port)
@@ -102,11 +161,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def status(url: str) -> int:
+def sql(args: argparse.Namespace) -> int:
+    """``flightsrv sql``: run SQL against a Flight SQL server and print the results."""
+    try:
+        roots = sqlclient.read_root_certs(args.tls_root_certs)
+    except OSError as e:
+        print(f"error: --tls-root-certs: {e.strerror}: {args.tls_root_certs}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        client = sqlclient.SqlClient(args.uri, args.api_key, roots)
+    except (ValueError, OSError) as e:  # pyarrow: a malformed URI
+        print(f"error: --uri: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return sqlclient.run(client, args.query, max_rows=args.max_rows)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        client.close()
+
+
+def status(url: str, api_key: str | None = None) -> int:
     """``flightsrv status``: one line per dataset from the runtime's ``/v1/status``."""
     base = url if "://" in url else f"http://{url}"
+    request = urllib.request.Request(
+        f"{base.rstrip('/')}/v1/status", headers={"X-API-Key": api_key} if api_key else {}
+    )
     try:
-        with urllib.request.urlopen(f"{base.rstrip('/')}/v1/status", timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             document = json.load(response)
     except (OSError, ValueError) as e:
         reason = e.reason if isinstance(e, urllib.error.URLError) else e

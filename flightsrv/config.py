@@ -35,8 +35,12 @@ DATASET_METRICS = (
     "errors_transient_total",
     "reinitializations_on_lag_exceeds_shard_retention_total",
 )
-RUNTIME_KEYS = {"telemetry"}
+RUNTIME_KEYS = {"telemetry", "auth", "tls"}
 TELEMETRY_KEYS = {"enabled", "otel_exporter"}
+API_KEY_SECTIONS = ("api-key", "api_key")  # Spice's files use both spellings
+TLS_KEYS = {"enabled", "certificate_file", "key_file"}
+# Spice's key permission suffixes; every key is read-only here, as the whole server is.
+API_KEY_PERMISSIONS = (":ro", ":rw")
 OTLP_METRICS_PATH = "/v1/metrics"
 _ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -55,6 +59,34 @@ class OtelSettings:
 
 
 @dataclass(frozen=True)
+class TlsSettings:
+    """``runtime.tls`` (or ``flightsrv run --tls-certificate-file/--tls-key-file``): PEM files."""
+
+    certificate_file: Path
+    key_file: Path
+
+    def load(self, where: str = "runtime.tls") -> tuple[bytes, bytes]:
+        """The certificate chain and private key, read now.
+
+        Raises:
+            ConfigError: a file cannot be read or is not PEM.
+        """
+        pems = []
+        for key, path, marker in (
+            ("certificate_file", self.certificate_file, b"-----BEGIN CERTIFICATE-----"),
+            ("key_file", self.key_file, b"PRIVATE KEY-----"),
+        ):
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                raise ConfigError(f"{where}.{key}: cannot read {path}: {e.strerror}") from e
+            if marker not in data:
+                raise ConfigError(f"{where}.{key}: {path} is not a PEM {key.split('_')[0]}")
+            pems.append(data)
+        return pems[0], pems[1]
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     name: str
     datasets: tuple[DatasetSettings, ...]
@@ -62,6 +94,8 @@ class RuntimeConfig:
     # dataset name -> the DATASET_METRICS enabled by its ``metrics:`` list (absent: none)
     metrics: dict[str, frozenset[str]] = field(default_factory=dict)
     otel: OtelSettings | None = None
+    api_keys: tuple[str, ...] = ()  # runtime.auth.api-key.keys when enabled; empty: no auth
+    tls: TlsSettings | None = None
 
 
 def load_config(path: Path) -> RuntimeConfig:
@@ -104,12 +138,16 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
         enabled = _dataset_metrics(raw.get("metrics"), f"{where}: dataset {dataset.name!r}")
         if enabled:
             metrics[dataset.name] = enabled
+    runtime = _mapping(document.get("runtime"), f"{where}: runtime")
+    _reject_unknown(runtime, RUNTIME_KEYS, f"{where}: runtime")
     return RuntimeConfig(
         str(document.get("name") or "spicepod"),
         tuple(datasets),
         path,
         metrics,
-        _otel(document.get("runtime"), f"{where}: runtime"),
+        _otel(runtime.get("telemetry"), f"{where}: runtime.telemetry"),
+        _api_keys(runtime.get("auth"), f"{where}: runtime.auth"),
+        _tls(runtime.get("tls"), f"{where}: runtime.tls", path.parent),
     )
 
 
@@ -140,17 +178,15 @@ def _dataset_metrics(raw: Any, where: str) -> frozenset[str]:
 
 
 def _otel(raw: Any, where: str) -> OtelSettings | None:
-    """``runtime.telemetry.otel_exporter``; the rest of Spice's ``runtime`` is not supported."""
-    runtime = _mapping(raw, where)
-    _reject_unknown(runtime, RUNTIME_KEYS, where)
-    telemetry = _mapping(runtime.get("telemetry"), f"{where}.telemetry")
-    _reject_unknown(telemetry, TELEMETRY_KEYS, f"{where}.telemetry")
+    """``runtime.telemetry.otel_exporter`` (``where`` names ``runtime.telemetry``)."""
+    telemetry = _mapping(raw, where)
+    _reject_unknown(telemetry, TELEMETRY_KEYS, where)
     # ``enabled`` is Spice's switch for its anonymous usage telemetry; this runtime sends none,
     # so the key is only checked, for files written for Spice.
-    _Getter(telemetry, f"{where}.telemetry").boolean("enabled", True)
+    _Getter(telemetry, where).boolean("enabled", True)
     if telemetry.get("otel_exporter") is None:
         return None
-    where = f"{where}.telemetry.otel_exporter"
+    where = f"{where}.otel_exporter"
     exporter = _mapping(telemetry["otel_exporter"], where)
     get = _Getter(exporter, where)
     endpoint = get.string("endpoint")
@@ -177,6 +213,64 @@ def _otel(raw: Any, where: str) -> OtelSettings | None:
             (str(k), str(_resolve_env(v, f"{where}.headers.{k}"))) for k, v in headers.items()
         ),
     )
+
+
+def _api_keys(raw: Any, where: str) -> tuple[str, ...]:
+    """``runtime.auth.api-key`` (or ``api_key``): ``{enabled: true, keys: [...]}``.
+
+    Keys may read ``${env:NAME}``; Spice's ``:ro`` / ``:rw`` suffixes are accepted and dropped.
+    Returns no keys when authentication is disabled.
+    """
+    auth = _mapping(raw, where)
+    _reject_unknown(auth, set(API_KEY_SECTIONS), where)
+    present = [name for name in API_KEY_SECTIONS if name in auth]
+    if not present:
+        return ()
+    if len(present) > 1:
+        raise ConfigError(f"{where}: api_key: give either api-key or api_key, not both")
+    where = f"{where}.{present[0]}"
+    section = _mapping(auth[present[0]], where)
+    get = _Getter(section, where)
+    enabled = get.boolean("enabled", True)
+    raw_keys = section.get("keys")
+    get._read.add("keys")
+    get.reject_rest()
+    if not enabled:
+        return ()
+    if not isinstance(raw_keys, list) or not raw_keys:
+        raise ConfigError(f"{where}.keys: expected a non-empty list of API keys")
+    keys = []
+    for index, value in enumerate(raw_keys):
+        key_where = f"{where}.keys[{index}]"
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise ConfigError(f"{key_where}: expected a string, got {value!r}")
+        key = str(_resolve_env(str(value), key_where)).strip()
+        for suffix in API_KEY_PERMISSIONS:
+            key = key.removesuffix(suffix)
+        if not key:
+            raise ConfigError(f"{key_where}: empty API key")
+        if any(ch.isspace() for ch in key):
+            raise ConfigError(f"{key_where}: an API key cannot contain spaces")
+        keys.append(key)
+    return tuple(keys)
+
+
+def _tls(raw: Any, where: str, base: Path) -> TlsSettings | None:
+    """``runtime.tls``: ``{enabled: true, certificate_file: F, key_file: F}`` (PEM files)."""
+    tls = _mapping(raw, where)
+    _reject_unknown(tls, TLS_KEYS, where)
+    get = _Getter(tls, where)
+    enabled = get.boolean("enabled", True)
+    files = {key: get.string(key) for key in ("certificate_file", "key_file")}
+    if not tls or not enabled:
+        return None
+    for key, value in files.items():
+        if not value:
+            raise ConfigError(f"{where}.{key}: required when TLS is enabled (a PEM file path)")
+    paths = {k: Path(str(v)) for k, v in files.items()}
+    settings = TlsSettings(*(p if p.is_absolute() else base / p for p in paths.values()))
+    settings.load(where)  # unreadable or non-PEM files fail now, before anything starts
+    return settings
 
 
 def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:

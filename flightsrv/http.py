@@ -1,4 +1,8 @@
-"""HTTP endpoints: ``/health``, ``/v1/ready``, ``/v1/datasets``, ``/v1/status``."""
+"""HTTP endpoints: ``/health``, ``/v1/ready``, ``/v1/datasets``, ``/v1/status``.
+
+With API keys configured, every path but the public ones (``/health`` and ``/v1/ready``, for
+probes) answers 401 unless the request carries a key (see :mod:`flightsrv.auth`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from flightsrv.auth import ApiKeys
 from sync.pipeline import DatasetSync
 from sync.status import DatasetStatus, State
 
@@ -111,20 +116,40 @@ Route = Callable[[Request], Answer]
 
 
 class RouteServer:
-    """A small threaded HTTP server on its own thread, answering GET on fixed paths."""
+    """A small threaded HTTP server on its own thread, answering GET on fixed paths.
 
-    def __init__(self, host: str, port: int, routes: Mapping[str, Route], name: str) -> None:
+    With ``api_keys``, paths not in ``public`` need a key (``X-API-Key`` or a Bearer token).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        routes: Mapping[str, Route],
+        name: str,
+        *,
+        api_keys: ApiKeys | None = None,
+        public: frozenset[str] = frozenset(),
+    ) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 url = urlsplit(self.path)
                 path = url.path.rstrip("/") or "/"
                 route = routes.get(path)
-                if route is None:
+                if (
+                    api_keys is not None
+                    and path not in public
+                    and not api_keys.http_allowed(self.headers)
+                ):
+                    code, ctype, body = 401, "text/plain", "Unauthorized: send X-API-Key"
+                elif route is None:
                     code, ctype, body = 404, "text/plain", f"not found: {url.path}"
                 else:
                     code, ctype, body = route(Request(path, parse_qs(url.query), self.headers))
                 data = body.encode() if isinstance(body, str) else body
                 self.send_response(code)
+                if code == 401:
+                    self.send_header("WWW-Authenticate", 'Bearer realm="dynamirror"')
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -154,7 +179,10 @@ class HttpServer(RouteServer):
         about: what ``/v1/status`` says of the process besides its datasets: called on every
             request (ports bound later are known by then), it returns ``endpoints`` (name to
             URL) and any other keys to merge into the ``runtime`` object.
+        api_keys: when set, every endpoint but ``/health`` and ``/v1/ready`` needs a key.
     """
+
+    PUBLIC = frozenset({"/health", "/v1/ready"})
 
     def __init__(
         self,
@@ -162,6 +190,7 @@ class HttpServer(RouteServer):
         port: int,
         datasets: Sequence[DatasetSync],
         about: Callable[[], Mapping[str, Any]] | None = None,
+        api_keys: ApiKeys | None = None,
     ) -> None:
         self._datasets = datasets
         self._about = about
@@ -176,6 +205,8 @@ class HttpServer(RouteServer):
                 "/v1/status": lambda r: (200, "application/json", json.dumps(self.status())),
             },
             "http",
+            api_keys=api_keys,
+            public=self.PUBLIC,
         )
 
     def _ready(self) -> Answer:

@@ -29,6 +29,7 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from flightsrv.auth import ApiKeys
 from flightsrv.config import OtelSettings
 from flightsrv.http import Request, RouteServer, runtime_version
 from sync.pipeline import DatasetSync
@@ -275,11 +276,17 @@ class RuntimeMetrics:
 
 
 class MetricsServer(RouteServer):
-    """The metrics listener: ``GET /metrics`` in the Prometheus text format."""
+    """The metrics listener: ``GET /metrics`` in the Prometheus text format.
 
-    def __init__(self, host: str, port: int, metrics: RuntimeMetrics) -> None:
+    With ``api_keys``, scrapes need a key too: ``X-API-Key``, or ``Authorization: Bearer`` (what
+    Prometheus's ``authorization`` scrape setting sends).
+    """
+
+    def __init__(
+        self, host: str, port: int, metrics: RuntimeMetrics, api_keys: ApiKeys | None = None
+    ) -> None:
         def scrape(request: Request) -> tuple[int, str, bytes]:
             content_type, body = metrics.render(request.headers.get("Accept"))
             return 200, content_type, body
 
-        super().__init__(host, port, {"/metrics": scrape}, "metrics")
+        super().__init__(host, port, {"/metrics": scrape}, "metrics", api_keys=api_keys)

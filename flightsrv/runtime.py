@@ -6,6 +6,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
+import pyarrow.flight as flight
+
+from flightsrv.auth import ApiKeyMiddlewareFactory, ApiKeys, HandshakeHandler
 from flightsrv.catalog_impl import DatasetCatalog
 from flightsrv.config import RuntimeConfig
 from flightsrv.flightsql import FlightSqlServer
@@ -28,9 +31,16 @@ class Endpoints:
 class Runtime:
     """Starts every dataset's sync and the servers; :meth:`stop` shuts them down in order:
     servers first (no new queries), then syncs (in-flight batches commit or roll back), then
-    the metrics (a last OTLP push) and the engines."""
+    the metrics (a last OTLP push) and the engines.
 
-    def __init__(self, config: RuntimeConfig, endpoints: Endpoints) -> None:
+    ``config.tls`` serves Flight SQL over TLS (``grpc+tls``); ``config.api_keys`` requires a key
+    on Flight calls and on HTTP endpoints but ``/health`` and ``/v1/ready``; ``compression``
+    (``none``, ``zstd``, ``lz4``) compresses result messages.
+    """
+
+    def __init__(
+        self, config: RuntimeConfig, endpoints: Endpoints, compression: str = "none"
+    ) -> None:
         self.config = config
         self._endpoints = endpoints
         self._accelerators: dict[str, Accelerator] = {}
@@ -46,15 +56,28 @@ class Runtime:
         self.catalog = DatasetCatalog(self.datasets, self._scratch)
         host, port = endpoints.flight
         self.metrics = RuntimeMetrics(self.datasets, config.metrics, config.otel)
+        keys = ApiKeys(config.api_keys) if config.api_keys else None
+        middleware: dict[str, flight.ServerMiddlewareFactory] = {
+            "metrics": QueryMetricsMiddleware(self.metrics.queries)
+        }
+        security: dict[str, object] = {}
+        if keys is not None:
+            middleware["auth"] = ApiKeyMiddlewareFactory(keys)
+            security["auth_handler"] = HandshakeHandler()
+        if config.tls is not None:
+            security["tls_certificates"] = [config.tls.load()]
+        self.flight_scheme = "grpc+tls" if config.tls is not None else "grpc"
         self.flight = FlightSqlServer(
-            f"grpc://{host}:{port}",
+            f"{self.flight_scheme}://{host}:{port}",
             self.catalog,
-            middleware={"metrics": QueryMetricsMiddleware(self.metrics.queries)},
+            compression=compression,
+            middleware=middleware,
+            **security,
         )
         self.metrics_server: MetricsServer | None = None
         if endpoints.metrics is not None:
             try:
-                self.metrics_server = MetricsServer(*endpoints.metrics, self.metrics)
+                self.metrics_server = MetricsServer(*endpoints.metrics, self.metrics, keys)
             except OSError as e:
                 # Metrics are auxiliary, and 9090 is also Prometheus's own default port: keep
                 # serving queries, say how to move the listener.
@@ -64,7 +87,7 @@ class Runtime:
                     *endpoints.metrics,
                     e.strerror or e,
                 )
-        self.http = HttpServer(*endpoints.http, self.datasets, about=self._about)
+        self.http = HttpServer(*endpoints.http, self.datasets, about=self._about, api_keys=keys)
         self._flight_thread = threading.Thread(target=self.flight.serve, name="flight")
 
     def start(self) -> None:
@@ -82,7 +105,7 @@ class Runtime:
         return {
             "spicepod": self.config.name,
             "endpoints": {
-                "flight": f"grpc://{flight_host}:{self.flight.port}",
+                "flight": f"{self.flight_scheme}://{flight_host}:{self.flight.port}",
                 "metrics": None
                 if metrics is None
                 else f"http://{metrics.host}:{metrics.port}/metrics",

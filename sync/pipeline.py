@@ -257,7 +257,12 @@ class DatasetSync:
             else:
                 watermark = newest if newest is not None else self._watermark
             stale = time.time() - (self._last_checkpoint_at or 0) >= keepalive
-            if poll.pages or poll.drained_shards or (poll.caught_up and stale):
+            if (
+                poll.pages
+                or poll.drained_shards
+                or poll.topology_changed
+                or (poll.caught_up and stale)
+            ):
                 when = datetime.fromtimestamp(watermark, UTC) if watermark else None
                 self._commit(spec, ChangeBatch(rows, reader.checkpoint(when), poll.records))
                 self._spec = spec

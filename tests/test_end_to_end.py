@@ -83,7 +83,9 @@ def test_serves_mirror_over_flight_sql_and_resumes_after_sigterm(
     assert status["lag_ms"] is not None and status["lag_ms"] < 2000 and status["error"] is None
     assert runtime.get("/health") == (200, "ok")
 
+    started = time.monotonic()
     assert runtime.terminate() == 0
+    assert time.monotonic() - started < 5, "SIGTERM must stop the runtime within 5 s"
     assert "stopped" in runtime.log.read_text()
     for version in range(201, 301):  # while the runtime is down
         mutate(ddb, table_name, rng, 450, version)

@@ -4,7 +4,8 @@ pyarrow.flight has no NOT_FOUND or INVALID_ARGUMENT exception of its own; the Ar
 behind ``pa.ArrowKeyError`` reaches clients as NOT_FOUND and ``pa.ArrowInvalid`` as
 INVALID_ARGUMENT (checked against the ADBC Flight SQL driver, which reports them as ADBC
 NOT_FOUND and INVALID_ARGUMENT). ``FlightUnauthorizedError`` is gRPC PERMISSION_DENIED (ADBC
-UNAUTHORIZED) and ``FlightUnavailableError`` UNAVAILABLE (ADBC IO).
+UNAUTHORIZED), ``FlightUnavailableError`` UNAVAILABLE (ADBC IO) and ``FlightCancelledError``
+CANCELLED (ADBC CANCELLED).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pyarrow.flight as flight
 
 from flightsrv.catalog import CrossEngineQuery, DatasetNotReady, TableNotFound
 from flightsrv.flightsql.results import SchemaChanged
+from flightsrv.flightsql.running import QueryCancelled
 from flightsrv.flightsql.sqlcheck import ReadOnlyViolation, SqlSyntaxError
 from flightsrv.flightsql.statements import InvalidHandle
 from sync.accelerators.query import QueryError
@@ -46,6 +48,8 @@ def as_flight_error(error: Exception) -> Exception:
         return pa.ArrowInvalid(message)
     if isinstance(error, Unsupported):
         return pa.ArrowNotImplementedError(message)
+    if isinstance(error, QueryCancelled):
+        return flight.FlightCancelledError(message)
     return error
 
 
@@ -60,6 +64,7 @@ _DOMAIN_ERRORS = (
     InvalidHandle,
     BadRequest,
     Unsupported,
+    QueryCancelled,
 )
 
 

@@ -268,7 +268,7 @@ def sql_info_values() -> dict[int, tuple[int, SqlInfoValue]]:
         # Transactions are read-only and hold nothing; supporting them lets DB-API clients
         # leave autocommit, which ADBC tries on connect.
         s.FLIGHT_SQL_SERVER_TRANSACTION: (_INT32, pb.SQL_SUPPORTED_TRANSACTION_TRANSACTION),
-        s.FLIGHT_SQL_SERVER_CANCEL: (_BOOL, False),
+        s.FLIGHT_SQL_SERVER_CANCEL: (_BOOL, True),  # CancelFlightInfo stops result streams
         s.FLIGHT_SQL_SERVER_BULK_INGESTION: (_BOOL, False),
         s.FLIGHT_SQL_SERVER_INGEST_TRANSACTIONS_SUPPORTED: (_BOOL, False),
         s.FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: (_INT32, 0),

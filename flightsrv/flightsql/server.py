@@ -8,6 +8,9 @@ Every call is self-contained: prepared statement handles and tickets carry their
 parameters (see :mod:`flightsrv.flightsql.statements`), so the server keeps no per-client
 state and needs no cleanup. Transactions exist only so that clients leaving autocommit (the
 DB-API default) work: they are read-only at READ COMMITTED, and commit and rollback do nothing.
+Sessions likewise hold nothing (see :mod:`flightsrv.flightsql.sessions`). The only state is the
+set of result streams being sent, so that ``CancelFlightInfo`` (or the client going away) stops
+them at their next batch.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
 from flightsrv.catalog import Catalog
-from flightsrv.flightsql import metadata
+from flightsrv.flightsql import metadata, sessions
 from flightsrv.flightsql.errors import BadRequest, Unsupported, client_error
 from flightsrv.flightsql.metadata import Namespace
 from flightsrv.flightsql.queries import QueryRunner
 from flightsrv.flightsql.results import MAX_BATCH_BYTES
-from flightsrv.flightsql.statements import Statement
+from flightsrv.flightsql.running import QueryCancelled, RunningQueries
+from flightsrv.flightsql.statements import InvalidHandle, Statement
+from flightsrv.proto import FlightActions_pb2 as fa
 from flightsrv.proto import FlightSql_pb2 as pb
 
 DEFAULT_LOCATION = "grpc://127.0.0.1:50051"
@@ -39,6 +44,13 @@ _CREATE_PREPARED = "CreatePreparedStatement"
 _CLOSE_PREPARED = "ClosePreparedStatement"
 _BEGIN_TRANSACTION = "BeginTransaction"
 _END_TRANSACTION = "EndTransaction"
+_CANCEL_FLIGHT_INFO = "CancelFlightInfo"
+_CANCEL_QUERY = "CancelQuery"  # Flight SQL's older name, still sent by some JDBC drivers
+_GET_SESSION_OPTIONS = "GetSessionOptions"
+_SET_SESSION_OPTIONS = "SetSessionOptions"
+_CLOSE_SESSION = "CloseSession"
+# IPC body compression of result streams: none by default (the JDBC driver cannot read it).
+COMPRESSIONS = ("none", "zstd", "lz4")
 _MESSAGES: dict[str, type[Message]] = {
     desc.full_name: getattr(pb, name) for name, desc in pb.DESCRIPTOR.message_types_by_name.items()
 }
@@ -57,6 +69,7 @@ class FlightSqlServer(flight.FlightServerBase):
     The gRPC server listens from construction on; :meth:`serve` blocks until
     :meth:`shutdown` (typically ``serve`` runs in a thread). ``location`` ``None`` means
     :data:`DEFAULT_LOCATION`; port 0 picks a free port, read back from :attr:`port`.
+    ``compression`` (``none``, ``zstd``, ``lz4``) compresses the bodies of result messages.
     Other keyword arguments (``auth_handler``, ``tls_certificates``, ``middleware``…) go to
     :class:`pyarrow.flight.FlightServerBase`.
     """
@@ -69,13 +82,25 @@ class FlightSqlServer(flight.FlightServerBase):
         catalog_name: str = CATALOG_NAME,
         schema_name: str = SCHEMA_NAME,
         max_batch_bytes: int = MAX_BATCH_BYTES,
+        compression: str = "none",
         **kwargs: Any,
     ) -> None:
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression: expected one of {', '.join(COMPRESSIONS)}")
         super().__init__(location or DEFAULT_LOCATION, **kwargs)
         self._stopping = threading.Event()
         self.catalog = catalog
         self.namespace = Namespace(catalog_name, schema_name)
         self._queries = QueryRunner(catalog, self.namespace, max_batch_bytes)
+        self._running = RunningQueries()
+        self._write_options = pa.ipc.IpcWriteOptions(
+            compression=None if compression == "none" else compression
+        )
+
+    @property
+    def running_queries(self) -> int:
+        """Result streams being sent right now."""
+        return len(self._running)
 
     def shutdown(self) -> None:
         """Stop serving: result streams end at their next batch, then wait for the calls.
@@ -108,7 +133,7 @@ class FlightSqlServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:
         try:
-            return self._do_get(ticket)
+            return self._do_get(context, ticket)
         except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
             raise client_error("DoGet", e) from None
 
@@ -138,6 +163,11 @@ class FlightSqlServer(flight.FlightServerBase):
             (_CLOSE_PREPARED, "Close a prepared statement (handles hold no server state)"),
             (_BEGIN_TRANSACTION, "Begin a read-only transaction (READ COMMITTED)"),
             (_END_TRANSACTION, "Commit or roll back a read-only transaction (both no-ops)"),
+            (_CANCEL_FLIGHT_INFO, "Stop the result streams of a FlightInfo"),
+            (_CANCEL_QUERY, "Stop the result streams of a FlightInfo (older Flight SQL name)"),
+            (_GET_SESSION_OPTIONS, "The session's catalog and schema (fixed)"),
+            (_SET_SESSION_OPTIONS, "Set catalog or schema (only the served ones are valid)"),
+            (_CLOSE_SESSION, "Close the session (sessions hold nothing)"),
         ]
 
     def list_flights(
@@ -155,7 +185,7 @@ class FlightSqlServer(flight.FlightServerBase):
             schema = self._queries.result_schema(plan, statement)
             # The ticket carries the promised schema so DoGet streams exactly that.
             ticket = pb.TicketStatementQuery(
-                statement_handle=statement.with_schema(schema).encode()
+                statement_handle=statement.as_ticket(schema, os.urandom(12)).encode()
             )
             return _info(descriptor, schema, _pack(ticket))
         schema, _ = self._metadata(command)
@@ -168,16 +198,24 @@ class FlightSqlServer(flight.FlightServerBase):
             return self._queries.result_schema(self._queries.plan(statement.sql), statement)
         return self._metadata(command)[0]
 
-    def _do_get(self, ticket: flight.Ticket) -> flight.FlightDataStream:
+    def _do_get(
+        self, context: flight.ServerCallContext, ticket: flight.Ticket
+    ) -> flight.FlightDataStream:
         command = _unpack(ticket.ticket)
         if isinstance(command, pb.TicketStatementQuery):
             statement = Statement.decode(command.statement_handle)
             plan = self._queries.plan(statement.sql)  # checked again: tickets are not trusted
             schema = statement.schema or self._queries.result_schema(plan, statement)
-            batches = self._queries.stream(plan, statement, schema)
-            return flight.GeneratorStream(schema, self._guarded(batches))
+            cancelled = self._running.start(statement.query_id)
+            try:
+                batches = self._queries.stream(plan, statement, schema)
+            except BaseException:
+                self._running.finish(statement.query_id, cancelled)
+                raise
+            guarded = self._guarded(batches, context, statement.query_id, cancelled)
+            return flight.GeneratorStream(schema, guarded, options=self._write_options)
         _, build = self._metadata(command)
-        return flight.RecordBatchStream(build())
+        return flight.RecordBatchStream(build(), options=self._write_options)
 
     def _do_put(
         self,
@@ -222,7 +260,51 @@ class FlightSqlServer(flight.FlightServerBase):
             if request.action == pb.ActionEndTransactionRequest.END_TRANSACTION_UNSPECIFIED:
                 raise BadRequest("EndTransaction needs COMMIT or ROLLBACK")
             return []  # nothing was written, so commit and rollback are the same
+        if action.type in (_CANCEL_FLIGHT_INFO, _CANCEL_QUERY):
+            return [flight.Result(self._cancel(action.type, body))]
+        if action.type == _GET_SESSION_OPTIONS:
+            _parse(body, fa.GetSessionOptionsRequest)
+            return [flight.Result(sessions.options(self.namespace).SerializeToString())]
+        if action.type == _SET_SESSION_OPTIONS:
+            request = _parse(body, fa.SetSessionOptionsRequest)
+            result = sessions.set_options(self.namespace, request)
+            return [flight.Result(result.SerializeToString())]
+        if action.type == _CLOSE_SESSION:
+            _parse(body, fa.CloseSessionRequest)
+            return [flight.Result(sessions.close().SerializeToString())]
         raise Unsupported(f"action {action.type!r} is not supported")
+
+    def _cancel(self, action: str, body: bytes) -> bytes:
+        """Stop the streams of the FlightInfo in a CancelFlightInfo (or CancelQuery) request.
+
+        Tickets of other servers or of metadata commands name no query: nothing to stop, and
+        the answer is still CANCELLED (the protocol's "the request is complete").
+        """
+        if action == _CANCEL_QUERY:
+            info_bytes = _unpack(body, pb.ActionCancelQueryRequest).info
+        else:
+            info_bytes = _parse(body, fa.CancelFlightInfoRequest).info
+        try:
+            info = flight.FlightInfo.deserialize(info_bytes)
+        except (pa.ArrowException, TypeError):
+            raise BadRequest(f"{action}: malformed FlightInfo") from None
+        query_ids = []
+        for endpoint in info.endpoints:
+            try:
+                command = _unpack(endpoint.ticket.ticket)
+            except (BadRequest, Unsupported):
+                continue
+            if isinstance(command, pb.TicketStatementQuery):
+                try:
+                    query_ids.append(Statement.decode(command.statement_handle).query_id)
+                except InvalidHandle:
+                    continue
+        self._running.cancel([q for q in query_ids if q])
+        if action == _CANCEL_QUERY:
+            result = pb.ActionCancelQueryResult.CANCEL_RESULT_CANCELLED
+            return _pack(pb.ActionCancelQueryResult(result=result))
+        status = fa.CANCEL_STATUS_CANCELLED
+        return fa.CancelFlightInfoResult(status=status).SerializeToString()
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -242,16 +324,35 @@ class FlightSqlServer(flight.FlightServerBase):
             return Statement(command.query)  # a transaction_id changes nothing for reads
         return Statement.decode(command.prepared_statement_handle)
 
-    def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """Stop at shutdown; map errors raised mid-stream (later parameter sets…) like others."""
+    def _guarded(
+        self,
+        batches: Iterator[pa.RecordBatch],
+        context: flight.ServerCallContext,
+        query_id: bytes,
+        cancelled: threading.Event,
+    ) -> Iterator[pa.RecordBatch]:
+        """Batches until the end, a cancellation, the client leaving, or shutdown.
+
+        Each stop is checked before the next batch is asked of the engine, so a client that
+        went away frees its cursor without the engine computing another batch. Errors raised
+        mid-stream (later parameter sets…) are mapped like others.
+        """
         try:
-            for batch in batches:
+            while True:
                 if self._stopping.is_set():
                     raise flight.FlightUnavailableError("the server is shutting down")
+                if cancelled.is_set():
+                    raise QueryCancelled("the query was cancelled (CancelFlightInfo)")
+                if context.is_cancelled():
+                    return  # nobody is listening: no status to send
+                batch = next(batches, None)
+                if batch is None:
+                    return
                 yield batch
         except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
             raise client_error("DoGet stream", e) from None
         finally:
+            self._running.finish(query_id, cancelled)
             close = getattr(batches, "close", None)
             if close is not None:
                 close()  # release the engine cursor now, not when garbage collected
@@ -330,6 +431,16 @@ def _unpack(data: bytes, expected: type[Message] | None = None) -> Any:
         wrapper.Unpack(message)
     except DecodeError:
         raise BadRequest(f"malformed {name}") from None
+    return message
+
+
+def _parse(data: bytes, cls: type[Message]) -> Any:
+    """A Flight action body: a plain serialized message (Flight's, not wrapped in ``Any``)."""
+    message = cls()
+    try:
+        message.ParseFromString(data)
+    except DecodeError:
+        raise BadRequest(f"malformed {cls.DESCRIPTOR.name}") from None
     return message
 
 

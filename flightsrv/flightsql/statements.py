@@ -3,8 +3,9 @@
 The server keeps no statement state: a prepared statement handle carries its SQL, and after
 parameters are bound (DoPut) the server hands back a new handle carrying the parameter rows
 too (``DoPutPreparedStatementResult``). A result ticket carries the same plus the schema
-GetFlightInfo promised. Any server of a pool can therefore serve any call, nothing leaks when
-a client dies without closing its statements, and ClosePreparedStatement has nothing to free.
+GetFlightInfo promised and a random query id, which CancelFlightInfo names to stop that query.
+Any server of a pool can therefore serve any call, nothing leaks when a client dies without
+closing its statements, and ClosePreparedStatement has nothing to free.
 
 Handles are not signed: the SQL inside is checked again on every use, so a forged handle can
 do nothing a plain query could not.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-_MAGIC = b"DMQ1"
+_MAGIC = b"DMQ2"
 _LENGTH = struct.Struct(">I")
 
 
@@ -27,17 +28,20 @@ class InvalidHandle(ValueError):
 
 @dataclass(frozen=True)
 class Statement:
-    """A query, its bound parameter rows and, in tickets, the result schema promised."""
+    """A query, its bound parameter rows and, in tickets, the result schema promised and the
+    query id (unique per GetFlightInfo, so that cancelling one client's query spares another's
+    identical one)."""
 
     sql: str
     params: pa.Table | None = None
     schema: pa.Schema | None = None
+    query_id: bytes = b""
 
     def with_params(self, params: pa.Table) -> Statement:
         return Statement(self.sql, params, None)
 
-    def with_schema(self, schema: pa.Schema) -> Statement:
-        return Statement(self.sql, self.params, schema)
+    def as_ticket(self, schema: pa.Schema, query_id: bytes) -> Statement:
+        return Statement(self.sql, self.params, schema, query_id)
 
     def param_rows(self) -> list[list[object]]:
         """Bound parameter sets as Python values, one list per row (none bound: one empty)."""
@@ -52,7 +56,11 @@ class Statement:
         schema = self.schema.serialize().to_pybytes() if self.schema is not None else b""
         return b"".join(
             [_MAGIC]
-            + [part for blob in (sql, params, schema) for part in (_LENGTH.pack(len(blob)), blob)]
+            + [
+                part
+                for blob in (sql, params, schema, self.query_id)
+                for part in (_LENGTH.pack(len(blob)), blob)
+            ]
         )
 
     @classmethod
@@ -62,7 +70,7 @@ class Statement:
         blobs: list[bytes] = []
         offset = len(_MAGIC)
         try:
-            for _ in range(3):
+            for _ in range(4):
                 (size,) = _LENGTH.unpack_from(data, offset)
                 offset += _LENGTH.size
                 if offset + size > len(data):
@@ -74,7 +82,7 @@ class Statement:
             schema = pa.ipc.read_schema(pa.py_buffer(blobs[2])) if blobs[2] else None
         except (struct.error, UnicodeDecodeError, pa.ArrowException) as e:
             raise InvalidHandle(f"corrupt statement handle or ticket: {e}") from None
-        return cls(sql, params, schema)
+        return cls(sql, params, schema, blobs[3])
 
 
 def _ipc_table(table: pa.Table) -> bytes:

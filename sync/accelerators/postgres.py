@@ -290,7 +290,7 @@ class PostgresQueryHandle:
                 schema, [_record_batch(first, schema)] if first else []
             )
         batches = self._batches(con, rows, first, schema)
-        # next(batches)  # into its try block: a reader closed unread still frees the connection
+        next(batches)  # into its try block: a reader closed unread still frees the connection
         return pa.RecordBatchReader.from_batches(schema, batches)
 
     def _batches(
@@ -302,6 +302,7 @@ class PostgresQueryHandle:
     ) -> Iterator[pa.RecordBatch | None]:
         done = False
         try:
+            yield None  # consumed by execute
             chunk = first
             while chunk:
                 yield _record_batch(chunk, schema)

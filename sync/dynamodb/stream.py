@@ -57,6 +57,7 @@ class Poll:
     pages: list[RecordsPage] = field(default_factory=list)
     caught_up: bool = True
     drained_shards: int = 0
+    topology_changed: bool = False  # shards found or forgotten: the checkpoint should follow
 
     @property
     def records(self) -> int:
@@ -86,6 +87,7 @@ class StreamReader:
         self._refresh_s = topology_refresh_s
         self._shards: dict[str, _Shard] = {}
         self._next_refresh = 0.0
+        self._topology_changed = False
         self._pool = ThreadPoolExecutor(MAX_PARALLEL_SHARDS, thread_name_prefix="get-records")
 
     # -- positions ---------------------------------------------------------------------------
@@ -151,6 +153,7 @@ class StreamReader:
         readable = [s for s in self._shards.values() if not s.drained and self._parent_done(s)]
         result = Poll()
         if not readable:
+            result.topology_changed, self._topology_changed = self._topology_changed, False
             return result
         pages = list(self._pool.map(self._read_shard, readable))
         for shard, page in zip(readable, pages, strict=True):
@@ -165,6 +168,7 @@ class StreamReader:
             # A closed shard is drained: its children may have appeared.
             self._refresh_topology()
             result.caught_up = False
+        result.topology_changed, self._topology_changed = self._topology_changed, False
         return result
 
     def _parent_done(self, shard: _Shard) -> bool:
@@ -254,10 +258,12 @@ class StreamReader:
         live = {d["ShardId"] for d in described}
         for desc in described:
             if desc["ShardId"] not in self._shards:
+                self._topology_changed = True
                 self._shards[desc["ShardId"]] = _Shard(desc["ShardId"], desc.get("ParentShardId"))
                 log.info("new shard %s (parent %s)", desc["ShardId"], desc.get("ParentShardId"))
         for shard_id in [s for s, st in self._shards.items() if st.drained and s not in live]:
             del self._shards[shard_id]  # drained and gone from the stream: forget it
+            self._topology_changed = True
         self._next_refresh = time.monotonic() + self._refresh_s
 
     def close(self) -> None:

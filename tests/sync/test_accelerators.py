@@ -100,7 +100,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     for accelerator in under_test.opened:
         accelerator.close()
     if connection is not None and under_test.names:
-        with psycopg.connect(**connection, autocommit=True) as con:
+        # A connection left open in a transaction would block the DROP: fail, don't hang.
+        cleanup = {**connection, "options": "-c lock_timeout=5s"}
+        with psycopg.connect(**cleanup, autocommit=True) as con:
             for name in under_test.names:
                 con.execute(f'DROP TABLE IF EXISTS "{name}", "{name}{STAGING_SUFFIX}"')
             if con.execute("SELECT to_regclass(%s)", [CHECKPOINT_TABLE]).fetchone() != (None,):

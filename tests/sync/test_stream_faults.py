@@ -326,3 +326,50 @@ def test_changes_during_scan_applied_before_first_ready_despite_empty_pages(
     finally:
         stop.set()
         thread.join()
+
+
+def test_drained_shards_gone_from_the_stream_are_forgotten(
+    proxy: StreamFaultProxy, ddb: Any, table_name: str, tmp_path: Path, running: list
+) -> None:
+    rng = random.Random(11)
+    seed(ddb, table_name, 50, rng)
+    sync = start(settings_for(proxy.url, table_name, "sqlite", "file", tmp_path, **FAST), running)
+    wait_for(lambda: sync.status().state is State.READY, what="Ready")
+    first = {s.shard_id for s in sync.accelerator.load_checkpoint("mirror").shards}
+    proxy.split(table_name, children=1)
+    for version in range(1, 21):
+        mutate(ddb, table_name, rng, 60, version)
+    wait_for(caught_up(sync, ddb, table_name), what="catch up in the child shard")
+    # The parent is drained; once its records age out of retention it leaves the stream.
+    proxy.configure(retention=0.3)
+    time.sleep(0.6)
+
+    def parent_forgotten() -> bool:
+        checkpoint = sync.accelerator.load_checkpoint("mirror")
+        return checkpoint is not None and not first & {s.shard_id for s in checkpoint.shards}
+
+    wait_for(parent_forgotten, what="the drained parent to leave the checkpoint")
+    assert sync.status().state is State.READY
+
+
+def test_two_tables_in_one_database_keep_their_own_positions(
+    proxy: StreamFaultProxy, ddb: Any, tmp_path: Path, running: list
+) -> None:
+    rng = random.Random(12)
+    names = [f"pos{i}-{int(time.time() * 1000)}" for i in range(2)]
+    syncs = []
+    for name in names:
+        seed(ddb, name, 20, rng)
+    for index, name in enumerate(names):
+        settings = settings_for(proxy.url, name, "duckdb", "file", tmp_path, **FAST)
+        settings = replace(settings, name=f"mirror{index}")
+        syncs.append(start(settings, running))
+    for sync in syncs:
+        wait_for(lambda s=sync: s.status().state is State.READY, what="Ready")
+    arns = set()
+    for index, sync in enumerate(syncs):
+        checkpoint = sync.accelerator.load_checkpoint(f"mirror{index}")
+        assert checkpoint is not None
+        arns.add(checkpoint.stream_arn)
+        assert checkpoint.stream_arn == proxy.stream_arn(names[index])
+    assert len(arns) == 2

@@ -154,4 +154,9 @@ def test_unsupported_actions_are_unimplemented(env: Env) -> None:
         "ClosePreparedStatement",
         "BeginTransaction",
         "EndTransaction",
+        "CancelFlightInfo",
+        "CancelQuery",
+        "GetSessionOptions",
+        "SetSessionOptions",
+        "CloseSession",
     ]

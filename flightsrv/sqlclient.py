@@ -1,0 +1,202 @@
+"""``flightsrv sql``: a small Flight SQL client for people, for this server or any other.
+
+One query from the command line, or statements read from standard input until EOF (each ends
+with ``;`` at the end of a line); each result is printed as a table with the time it took.
+It speaks plain Flight SQL (``CommandStatementQuery``, then ``DoGet`` of every endpoint) with
+pyarrow's Flight client, so it needs nothing the server does not.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.flight as flight
+from google.protobuf import any_pb2
+
+from flightsrv.proto import FlightSql_pb2 as pb
+
+DEFAULT_URI = "grpc://127.0.0.1:50051"
+DEFAULT_MAX_ROWS = 1000
+MAX_CELL = 60
+PROMPT = "sql> "
+CONTINUATION = "  -> "
+# What pyarrow appends to a server's message: its status detail (a Python traceback for some
+# errors) and gRPC's debug context; people need the message only.
+_DETAIL = re.compile(r"\.?\s*(Detail:|gRPC client debug context:|Client context:).*", re.DOTALL)
+_FLIGHT_PREFIX = re.compile(r"^Flight returned [a-z ]+ error, with message: ")
+
+
+class SqlClientError(Exception):
+    """A query failed; the message is the server's, without gRPC's debug context."""
+
+
+@dataclass
+class SqlClient:
+    """A Flight SQL connection: ``grpc://`` or ``grpc+tls://``, an optional API key (Bearer)."""
+
+    uri: str
+    api_key: str | None = None
+    tls_root_certs: bytes | None = None
+
+    def __post_init__(self) -> None:
+        kwargs = {"tls_root_certs": self.tls_root_certs} if self.tls_root_certs else {}
+        self._client = flight.FlightClient(self.uri, **kwargs)
+        headers = [(b"authorization", f"Bearer {self.api_key}".encode())] if self.api_key else []
+        self._options = flight.FlightCallOptions(headers=headers)
+
+    def query(self, sql: str) -> pa.Table:
+        """Run ``sql`` and return its whole result."""
+        command = any_pb2.Any()
+        command.Pack(pb.CommandStatementQuery(query=sql))
+        descriptor = flight.FlightDescriptor.for_command(command.SerializeToString())
+        try:
+            info = self._client.get_flight_info(descriptor, self._options)
+            tables = [self._fetch(endpoint) for endpoint in info.endpoints]
+        except (flight.FlightError, pa.ArrowException) as e:
+            raise SqlClientError(_message(e)) from None
+        if not tables:
+            return info.schema.empty_table()
+        return pa.concat_tables(tables)
+
+    def _fetch(self, endpoint: flight.FlightEndpoint) -> pa.Table:
+        uris = [loc.uri.decode() for loc in endpoint.locations]
+        remote = [u for u in uris if u and not u.startswith("arrow-flight-reuse-connection")]
+        if not remote:
+            return self._client.do_get(endpoint.ticket, self._options).read_all()
+        other = SqlClient(remote[0], self.api_key, self.tls_root_certs)
+        try:
+            return other._client.do_get(endpoint.ticket, self._options).read_all()
+        finally:
+            other.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _message(error: Exception) -> str:
+    text = _FLIGHT_PREFIX.sub("", str(error).strip())
+    text = _DETAIL.sub("", text).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def format_table(table: pa.Table, max_rows: int = DEFAULT_MAX_ROWS) -> str:
+    """``table`` as a text grid (at most ``max_rows`` rows), numbers aligned right."""
+    shown = table.slice(0, max_rows)
+    header = [field.name for field in table.schema]
+    numeric = [
+        pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
+        for f in table.schema
+    ]
+    rows = [[_cell(value) for value in row.values()] for row in shown.to_pylist()]
+    if len(set(header)) < len(header):  # duplicate names collapse in to_pylist: go by column
+        columns = [[_cell(v) for v in column.to_pylist()] for column in shown.columns]
+        rows = [list(row) for row in zip(*columns, strict=True)] if columns else []
+    widths = [max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(header)]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def line(cells: Iterable[str], align: Iterable[bool]) -> str:
+        parts = [
+            f" {c.rjust(w) if right else c.ljust(w)} "
+            for c, w, right in zip(cells, widths, align, strict=True)
+        ]
+        return "|" + "|".join(parts) + "|"
+
+    out = [rule, line(header, [False] * len(header)), rule]
+    out += [line(row, numeric) for row in rows]
+    if rows:
+        out.append(rule)
+    if table.num_rows > len(rows):
+        out.append(f"({len(rows)} of {table.num_rows} rows shown; --max-rows to see more)")
+    return "\n".join(out) if header else "(no columns)"
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        text = "\\x" + value.hex()
+    elif isinstance(value, float):
+        text = repr(value)
+    else:
+        text = str(value)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def statements(lines: Iterable[str]) -> Iterator[str]:
+    """Statements from input lines: each ends with ``;`` at the end of a line (or at EOF)."""
+    buffer: list[str] = []
+    for raw in lines:
+        line = raw.rstrip("\n")
+        if not buffer and line.strip().lower() in ("\\q", "quit", "exit"):
+            return
+        buffer.append(line)
+        if line.rstrip().endswith(";"):
+            text = "\n".join(buffer).strip().rstrip(";").strip()
+            buffer = []
+            if text:
+                yield text
+    text = "\n".join(buffer).strip().rstrip(";").strip()
+    if text:
+        yield text
+
+
+def _prompted(stream: IO[str], out: IO[str]) -> Iterator[str]:
+    """Lines of an interactive terminal, with a prompt before each."""
+    continued = False
+    while True:
+        out.write(CONTINUATION if continued else PROMPT)
+        out.flush()
+        line = stream.readline()
+        if not line:
+            out.write("\n")
+            return
+        continued = not line.rstrip().endswith(";") and bool(line.strip())
+        yield line
+
+
+def run(
+    client: SqlClient,
+    query: str | None,
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    stdin: IO[str] | None = None,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> int:
+    """Run ``query``, or the statements of ``stdin``; 0 when every statement succeeded."""
+    stdin = stdin or sys.stdin
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if query is not None:
+        sqls: Iterable[str] = [query]
+    elif stdin.isatty():
+        sqls = statements(_prompted(stdin, out))
+    else:
+        sqls = statements(stdin)
+    failed = False
+    for sql in sqls:
+        started = time.perf_counter()
+        try:
+            table = client.query(sql)
+        except SqlClientError as e:
+            failed = True
+            print(f"error: {e}", file=err, flush=True)
+            continue
+        elapsed = time.perf_counter() - started
+        print(format_table(table, max_rows), file=out)
+        rows = "1 row" if table.num_rows == 1 else f"{table.num_rows} rows"
+        print(f"Time: {elapsed:.3f} s. {rows}.", file=out, flush=True)
+    return 1 if failed else 0
+
+
+def read_root_certs(path: Path | None) -> bytes | None:
+    """The PEM root certificates at ``path`` (to trust a self-signed server certificate)."""
+    return None if path is None else path.read_bytes()
