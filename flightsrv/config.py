@@ -26,6 +26,17 @@ TOP_KEYS = {"version", "kind", "name", "datasets", "metadata", "runtime"}
 DATASET_KEYS = {"from", "name", "description", "params", "acceleration", "metadata", "metrics"}
 ACCELERATION_KEYS = {"enabled", "engine", "mode", "refresh_mode", "refresh_sql", "params"}
 ENGINE_FILE_PARAM = {"duckdb": "duckdb_file", "sqlite": "sqlite_file"}
+POSTGRES_PARAMS = (
+    "pg_connection_string",
+    "pg_host",
+    "pg_port",
+    "pg_db",
+    "pg_user",
+    "pg_pass",
+    "pg_sslmode",
+    "pg_sslrootcert",
+)
+POSTGRES_MAX_NAME = 52
 RETENTION_BEHAVIORS = ("error", "ready_before_load", "ready_after_load")
 # Spice's DynamoDB dataset metrics, exported as ``dataset_dynamodb_<name>`` when enabled.
 DATASET_METRICS = (
@@ -349,10 +360,12 @@ def _acceleration(raw: Any, name: str, where: str, base: Path) -> AccelerationSe
         raise ConfigError(
             f"{where}.refresh_mode: must be 'changes' for dynamodb datasets, got {refresh_mode!r}"
         )
-    engine = get.choice("engine", tuple(ENGINE_FILE_PARAM), "duckdb")
-    mode = get.choice("mode", ("memory", "file"), "memory")
+    engine = get.choice("engine", (*ENGINE_FILE_PARAM, "postgres"), "duckdb")
     params = _mapping(acc.get("params"), f"{where}.params")
     pget = _Getter(params, f"{where}.params")
+    if engine == "postgres":
+        return _postgres(name, where, get, pget)
+    mode = get.choice("mode", ("memory", "file"), "memory")
     file_param = ENGINE_FILE_PARAM[engine]
     file_value = pget.string(file_param)
     pget.reject_rest()
@@ -363,6 +376,32 @@ def _acceleration(raw: Any, name: str, where: str, base: Path) -> AccelerationSe
     elif file_value:
         raise ConfigError(f"{where}.params.{file_param}: only used with mode: file")
     return AccelerationSettings(engine, mode, file)  # type: ignore[arg-type]
+
+
+def _postgres(name: str, where: str, get: _Getter, pget: _Getter) -> AccelerationSettings:
+    """PostgreSQL keeps its data in the server: there is no memory mode, and restarts resume."""
+    if get.choice("mode", ("memory", "file"), "file") != "file":
+        raise ConfigError(
+            f"{where}.mode: postgres keeps its data in the server; use mode: file or omit it"
+        )
+    if len(name.encode()) > POSTGRES_MAX_NAME:
+        raise ConfigError(
+            f"{where.rsplit(':', 1)[0]}: name: at most {POSTGRES_MAX_NAME} bytes with engine "
+            "postgres (PostgreSQL identifiers are 63 bytes, with room for a staging suffix)"
+        )
+    values = {key: pget.string(key) for key in POSTGRES_PARAMS}
+    pget.reject_rest()
+    try:
+        from sync.accelerators.postgres import spicepod_connection
+    except ImportError as e:
+        raise ConfigError(
+            f"{where}.engine: postgres needs its driver: pip install 'dynamirror[postgres]'"
+        ) from e
+    try:
+        connection = spicepod_connection({k: v for k, v in values.items() if v is not None})
+    except Exception as e:  # noqa: BLE001 - psycopg's conninfo errors name the problem
+        raise ConfigError(f"{where}.params.pg_connection_string: {e}") from e
+    return AccelerationSettings("postgres", "file", None, connection)
 
 
 def _reject_unknown(mapping: Mapping[str, Any], known: set[str], where: str) -> None:

@@ -52,7 +52,7 @@ class DatasetSync:
         self._since = time.time()
         self._history: deque[tuple[float, State]] = deque([(self._since, self._state)], 64)
         self._error: str | None = None
-        self._spec: TableSpec | None = accelerator.table_spec(settings.name)
+        self._spec: TableSpec | None = None  # read from the engine when the sync starts
         self._watermark: float | None = None  # epoch seconds the mirror is current up to
         self._shards_active = 0
         self._records_consumed = 0
@@ -128,6 +128,8 @@ class DatasetSync:
     def _run_once(self, rebootstrap: bool) -> None:
         if self._clients is None:
             self._clients = make_clients(self.settings.source)
+        if self._spec is None:
+            self._spec = self.accelerator.table_spec(self.settings.name)
         table = describe_table(self._clients, self.settings.source.table)
         stream_arn = table.require_stream()
         reader = StreamReader(

@@ -41,3 +41,12 @@ def running() -> Iterator[list[DatasetSync]]:
     for sync in started:
         sync.stop()
         sync.accelerator.close()
+
+
+@pytest.fixture
+def pg_connection() -> Iterator[dict[str, str]]:
+    """A fresh schema on the real PostgreSQL server (see tests.harness.postgres_schema)."""
+    from tests.harness import postgres_schema
+
+    with postgres_schema() as connection:
+        yield connection

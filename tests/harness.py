@@ -3,9 +3,12 @@ and a random workload of inserts, updates and deletes."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +19,44 @@ from sync.settings import AccelerationSettings, DatasetSettings, SourceSettings
 from tests.dynamo import CREDENTIALS, REGION, normalise, random_item, scan_all
 
 ENGINES = ["duckdb", "sqlite"]
+POSTGRES_SERVER = os.environ.get(
+    "DYNAMIRROR_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
+POSTGRES_DATABASE = "dynamirror_test"
+
+
+@contextmanager
+def postgres_schema() -> Iterator[dict[str, str]]:
+    """libpq keywords for a fresh schema of the test database (dropped after), so tests that
+    use the same dataset names never meet on the shared server."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as con:
+        found = con.execute("SELECT 1 FROM pg_database WHERE datname = %s", [POSTGRES_DATABASE])
+        if found.fetchone() is None:
+            con.execute(f"CREATE DATABASE {POSTGRES_DATABASE}")
+    params = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(POSTGRES_SERVER).items()}
+    params["dbname"] = POSTGRES_DATABASE
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(**params, autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield {**params, "options": f"-c search_path={schema}"}
+    finally:
+        with psycopg.connect(**params, autocommit=True) as con:
+            con.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def settings_for(
-    endpoint: str, table: str, engine: str, mode: str, tmp_path: Path, **kw: Any
+    endpoint: str,
+    table: str,
+    engine: str,
+    mode: str,
+    tmp_path: Path,
+    connection: dict[str, str] | None = None,
+    **kw: Any,
 ) -> DatasetSettings:
-    file = tmp_path / f"mirror.{engine}" if mode == "file" else None
+    file = tmp_path / f"mirror.{engine}" if mode == "file" and engine != "postgres" else None
     return DatasetSettings(
         name="mirror",
         source=SourceSettings(
@@ -32,7 +67,7 @@ def settings_for(
             secret_access_key=CREDENTIALS["aws_secret_access_key"],
             endpoint_url=endpoint,
         ),
-        acceleration=AccelerationSettings(engine, mode, file),  # type: ignore[arg-type]
+        acceleration=AccelerationSettings(engine, mode, file, connection),  # type: ignore[arg-type]
         **{"scan_interval": timedelta(milliseconds=50), **kw},
     )
 

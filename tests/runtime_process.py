@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,23 @@ def free_port() -> int:
 
 
 def dataset_entry(
-    name: str, table: str, endpoint: str, engine: str = "duckdb", mode: str = "file", **params: Any
+    name: str,
+    table: str,
+    endpoint: str,
+    engine: str = "duckdb",
+    mode: str = "file",
+    pg_connection: dict[str, str] | None = None,
+    **params: Any,
 ) -> dict[str, Any]:
-    accel_params = {f"{engine}_file": f"./data/{name}.{engine}"} if mode == "file" else {}
+    if engine == "postgres":
+        import psycopg
+
+        assert pg_connection is not None, "engine postgres needs the pg_connection fixture"
+        accel_params = {"pg_connection_string": psycopg.conninfo.make_conninfo(**pg_connection)}
+    elif mode == "file":
+        accel_params = {f"{engine}_file": f"./data/{name}.{engine}"}
+    else:
+        accel_params = {}
     return {
         "from": f"dynamodb:{table}",
         "name": name,
@@ -52,14 +67,36 @@ def dataset_entry(
 
 
 class RuntimeProcess:
-    """``python -m flightsrv run`` with a spicepod written to ``workdir``."""
+    """``python -m flightsrv run`` with a spicepod written to ``workdir``.
 
-    def __init__(self, workdir: Path, datasets: list[dict[str, Any]]) -> None:
+    ``runtime`` is the spicepod's ``runtime:`` section, ``args`` more command-line arguments,
+    ``env`` more environment variables; ``api_key`` is sent on HTTP requests.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        datasets: list[dict[str, Any]],
+        *,
+        runtime: dict[str, Any] | None = None,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.config = workdir / "spicepod.yaml"
-        self.config.write_text(
-            yaml.safe_dump({"version": "v1", "kind": "Spicepod", "name": "t", "datasets": datasets})
-        )
+        document: dict[str, Any] = {
+            "version": "v1",
+            "kind": "Spicepod",
+            "name": "t",
+            "datasets": datasets,
+        }
+        if runtime is not None:
+            document["runtime"] = runtime
+        self.config.write_text(yaml.safe_dump(document))
+        self.args = list(args)
+        self.env = env or {}
+        self.api_key = api_key
         self.flight_port = free_port()
         self.http_port = free_port()
         self.metrics_port = free_port()
@@ -84,18 +121,22 @@ class RuntimeProcess:
             f"127.0.0.1:{self.http_port}",
             "--metrics",
             f"127.0.0.1:{self.metrics_port}",
+            *self.args,
         ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                cmd, cwd=self.workdir, stdout=log, stderr=log, env=dict(os.environ)
+                cmd, cwd=self.workdir, stdout=log, stderr=log, env={**os.environ, **self.env}
             )
         self.wait_http()
         return self
 
     def get(self, path: str) -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.http_port}{path}"
+        headers = {"X-API-Key": self.api_key} if self.api_key else {}
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=5
+            ) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()

@@ -39,7 +39,7 @@ def source_versions(ddb: Any, table: str) -> dict[str, Any]:
     return {i["pk"]: normalise(i["version"]) for i in scan_all(ddb, table)}
 
 
-@pytest.mark.parametrize("engine", ["duckdb", "sqlite"])
+@pytest.mark.parametrize("engine", ["duckdb", "sqlite", "postgres"])
 def test_serves_mirror_over_flight_sql_and_resumes_after_sigterm(
     emulator: Emulator,
     ddb: Any,
@@ -47,12 +47,16 @@ def test_serves_mirror_over_flight_sql_and_resumes_after_sigterm(
     engine: str,
     tmp_path: Path,
     runtimes: list[RuntimeProcess],
+    request: pytest.FixtureRequest,
 ) -> None:
+    pg = request.getfixturevalue("pg_connection") if engine == "postgres" else None
     create_table(ddb, table_name)
     rng = random.Random(engine)
     for i in range(400):
         ddb.put_item(TableName=table_name, Item=random_item(rng, f"k{i}", 0))
-    runtime = RuntimeProcess(tmp_path, [dataset_entry("orders", table_name, emulator.url, engine)])
+    runtime = RuntimeProcess(
+        tmp_path, [dataset_entry("orders", table_name, emulator.url, engine, pg_connection=pg)]
+    )
     runtimes.append(runtime.start())
     runtime.wait_ready()
 
@@ -90,7 +94,7 @@ def test_serves_mirror_over_flight_sql_and_resumes_after_sigterm(
     for version in range(201, 301):  # while the runtime is down
         mutate(ddb, table_name, rng, 450, version)
     restarted = RuntimeProcess(
-        tmp_path, [dataset_entry("orders", table_name, emulator.url, engine)]
+        tmp_path, [dataset_entry("orders", table_name, emulator.url, engine, pg_connection=pg)]
     )
     runtimes.append(restarted.start())
     restarted.wait_ready()

@@ -19,6 +19,16 @@ from sync.accelerators.query import QueryError, QueryHandle
 # Engines whose result types come from values rather than from the query (the SQLite handle
 # types a computed column by its first rows): their schema needs the real query, not LIMIT 0.
 _VALUE_TYPED_DIALECTS = frozenset({"sqlite"})
+# A value of each plain parameter type, to probe a result schema where NULL is refused.
+_SAMPLES: dict[pa.DataType, object] = {
+    pa.int64(): 1,
+    pa.int32(): 1,
+    pa.float64(): 1.0,
+    pa.string(): "",
+    pa.bool_(): False,
+    pa.binary(): b"",
+    pa.null(): 1,
+}
 
 
 @dataclass
@@ -58,8 +68,9 @@ class QueryRunner:
     def prepared_schema(self, plan: Plan) -> pa.Schema | None:
         """The result schema at prepare time, before parameters are known.
 
-        Parameters are probed as NULL; when that says nothing (the engine refuses NULL
-        there), the schema is left to GetFlightInfo, which has the real values.
+        Parameters are probed as NULL, then (if the engine refuses NULL there) as a value of
+        their announced type. Only when both fail is the schema left to GetFlightInfo, which
+        has the real values: an empty schema would make JDBC take its update path.
         """
         count = plan.checked.param_count
         try:
@@ -67,6 +78,10 @@ class QueryRunner:
         except QueryError:
             if count == 0:
                 raise
+        typed = [_SAMPLES.get(t, None) for t in self.parameter_schema(plan).types]
+        try:
+            return self._schema(plan, typed)
+        except QueryError:
             return None
 
     def result_schema(self, plan: Plan, statement: Statement) -> pa.Schema:

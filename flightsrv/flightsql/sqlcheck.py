@@ -105,9 +105,11 @@ class CheckedQuery:
         return f"SELECT * FROM (\n{self.sql(dialect)}\n) AS _schema LIMIT 0"
 
     def parameter_schema(self, tables: dict[str, TableInfo]) -> pa.Schema:
-        """One field per parameter, typed like the served column it is compared with.
+        """One field per parameter, in plain Arrow types (clients bind values to them).
 
-        A parameter whose type cannot be told this way gets the null type, ADBC's "unknown".
+        A parameter takes the type of the served column it is compared with, else of the
+        literal it is compared with; LIKE patterns are strings, LIMIT and OFFSET integers. One
+        whose type cannot be told gets the null type, ADBC's "unknown".
         """
         columns: dict[str, pa.DataType] = {}
         for name in self.tables:
@@ -120,6 +122,8 @@ class CheckedQuery:
             column = _compared_column(node)
             if column is not None and column.name.lower() in columns:
                 types.setdefault(int(node.name), columns[column.name.lower()])
+            elif (context := _context_type(node)) is not None:
+                types.setdefault(int(node.name), context)
         return pa.schema(
             [pa.field(f"${i}", types.get(i, pa.null())) for i in range(1, self.param_count + 1)]
         )
@@ -269,6 +273,27 @@ def _compared_column(node: exp.Placeholder) -> exp.Column | None:
         return other if isinstance(other, exp.Column) else None
     if isinstance(parent, (exp.In, exp.Between)) and isinstance(parent.this, exp.Column):
         return parent.this if parent.this is not node else None
+    return None
+
+
+def _context_type(node: exp.Placeholder) -> pa.DataType | None:
+    """The type a parameter's place asks for, when no column tells it."""
+    parent = node.parent
+    if isinstance(parent, (exp.Limit, exp.Offset)):
+        return pa.int64()
+    if isinstance(parent, (exp.Like, exp.ILike)):
+        return pa.string()
+    if isinstance(parent, exp.Tuple):  # IN (?, 'a')
+        parent = parent.parent
+    if isinstance(parent, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In)):
+        literals = [n for n in parent.find_all(exp.Literal, exp.Boolean) if n is not node]
+        if literals:
+            literal = literals[0]
+            if isinstance(literal, exp.Boolean):
+                return pa.bool_()
+            if literal.is_string:
+                return pa.string()
+            return pa.int64() if literal.is_int else pa.float64()
     return None
 
 

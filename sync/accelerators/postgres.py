@@ -96,7 +96,8 @@ def positional(sql_text: str) -> str:
     ``?`` is the query handle's documented placeholder and ``%s`` is what sqlglot writes for it
     in the postgres dialect. Placeholders are the server's own (``$n``), so a ``%`` in a
     literal (``LIKE 'a%'``) needs no escaping. Text inside quotes, dollar quotes and comments
-    is left alone.
+    is left alone; so is SQL that already numbers its parameters (``$1``), where a ``?`` is the
+    jsonb operator.
     """
     out: list[str] = []
     i, n, count = 0, len(sql_text), 0
@@ -113,6 +114,8 @@ def positional(sql_text: str) -> str:
         elif c == "$" and (tag := _dollar_tag(sql_text, i)):
             close = sql_text.find(tag, i + len(tag))
             end = n if close < 0 else close + len(tag)
+        elif c == "$" and sql_text[i + 1 : i + 2].isdigit():
+            return sql_text
         elif c == "?" or (c == "%" and sql_text.startswith("%s", i)):
             count += 1
             out.append(f"${count}")

@@ -750,6 +750,7 @@ def test_postgres_location_names_the_server_and_database_but_not_the_password() 
         ("SELECT $$ ? $$, $q$ %s $q$, ?", "SELECT $$ ? $$, $q$ %s $q$, $1"),
         ("SELECT ? -- ?\n, /* ? /* ? */ ? */ ?", "SELECT $1 -- ?\n, /* ? /* ? */ ? */ $2"),
         ("SELECT $1, a$b FROM t WHERE s LIKE 'a%'", "SELECT $1, a$b FROM t WHERE s LIKE 'a%'"),
+        ("SELECT doc ? 'k' FROM t WHERE pk = $1", "SELECT doc ? 'k' FROM t WHERE pk = $1"),
     ],
 )
 def test_postgres_placeholders_are_numbered_outside_quotes_and_comments(

@@ -24,9 +24,10 @@ from tests.harness import (
     wait_for,
 )
 
+ENGINE_MODES = [(e, m) for e in ENGINES for m in ("memory", "file")] + [("postgres", "file")]
 
-@pytest.mark.parametrize("mode", ["memory", "file"])
-@pytest.mark.parametrize("engine", ENGINES)
+
+@pytest.mark.parametrize("engine, mode", ENGINE_MODES)
 def test_bootstrap_then_changes_during_and_after_converge(
     emulator: Emulator,
     ddb: Any,
@@ -34,6 +35,7 @@ def test_bootstrap_then_changes_during_and_after_converge(
     engine: str,
     mode: str,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
     running: list[DatasetSync],
 ) -> None:
     create_table(ddb, table_name)
@@ -51,7 +53,9 @@ def test_bootstrap_then_changes_during_and_after_converge(
 
     thread = threading.Thread(target=writer)
     thread.start()  # changes start before, and continue during, the bootstrap scan
-    sync = start(settings_for(emulator.url, table_name, engine, mode, tmp_path), running)
+    connection = request.getfixturevalue("pg_connection") if engine == "postgres" else None
+    settings = settings_for(emulator.url, table_name, engine, mode, tmp_path, connection)
+    sync = start(settings, running)
     wait_for(lambda: sync.status().state is State.READY, what="Ready")
     during = changes["n"]
     thread.join()
@@ -65,20 +69,22 @@ def test_bootstrap_then_changes_during_and_after_converge(
     assert status.state is State.READY and status.error is None
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", [*ENGINES, "postgres"])
 def test_file_mode_restart_resumes_without_rescan(
     emulator: Emulator,
     ddb: Any,
     table_name: str,
     engine: str,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
     running: list[DatasetSync],
 ) -> None:
     create_table(ddb, table_name)
     rng = random.Random(7)
     for i in range(300):
         ddb.put_item(TableName=table_name, Item=random_item(rng, f"k{i}", 0))
-    settings = settings_for(emulator.url, table_name, engine, "file", tmp_path)
+    connection = request.getfixturevalue("pg_connection") if engine == "postgres" else None
+    settings = settings_for(emulator.url, table_name, engine, "file", tmp_path, connection)
     first = start(settings, running)
     wait_for(lambda: first.status().state is State.READY, what="Ready")
     assert first.status().bootstraps == 1

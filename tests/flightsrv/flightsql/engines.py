@@ -7,7 +7,7 @@ The catalog here is small and test-owned; the engines and query handles are the 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,16 +53,27 @@ EVENTS_SCHEMA = pa.schema(
 
 
 class RecordingHandle:
-    """A real engine handle that notes the SQL it is given (to see what the server runs)."""
+    """A real engine handle that notes the SQL it is given and counts the batches read from it
+    (to see what the server runs, and when it stops reading)."""
 
     def __init__(self, handle: QueryHandle) -> None:
         self._handle = handle
         self.dialect = handle.dialect
         self.executed: list[str] = []
+        self.batches_read = 0
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> pa.RecordBatchReader:
         self.executed.append(sql)
-        return self._handle.execute(sql, params)
+        reader = self._handle.execute(sql, params)
+        return pa.RecordBatchReader.from_batches(reader.schema, self._counted(reader))
+
+    def _counted(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in reader:
+                self.batches_read += 1
+                yield batch
+        finally:
+            reader.close()
 
 
 @dataclass
