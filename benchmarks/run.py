@@ -1,254 +1,135 @@
 """Run every benchmark and write benchmarks/RESULTS.md.
 
-    .venv/bin/python -m benchmarks.run                 # default sizes, a few minutes
-    .venv/bin/python -m benchmarks.run --scale 0.05    # a smoke run (CI)
+    .venv/bin/python -m benchmarks.run                          # default sizes, a few minutes
+    .venv/bin/python -m benchmarks.run --scale 0.01 --no-write  # smoke run (CI), well under 1 min
+    .venv/bin/python -m benchmarks.run --only apply,flight      # some sections
 
-Raw Scan and GetRecords bodies (benchmarks/bodies.py) are replayed into the code under test:
-the local emulator is far slower than the code it would be measuring.
+Sections (each a module of this package, named for what it measures):
+
+- ``apply``: bootstrap and change apply, raw Scan / GetRecords bodies replayed into the data
+  path, per engine, against a naive baseline.
+- ``freshness``: write acknowledged → visible through Flight SQL, emulator + runtime process.
+- ``flight``: a large result through ADBC vs a raw pyarrow.flight server and PostgreSQL's
+  protocol; results split over several endpoints.
+- ``lookups``: prepared point lookups through ADBC, 1 and 8 clients.
+- ``memory``: peak RSS of the runtime process during a bootstrap and a large result.
+- ``profiles``: where the change-apply and bootstrap paths spend their time.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
+import importlib
+import shlex
 import sys
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import partial
-from importlib.metadata import version
+import traceback
 from pathlib import Path
 
-import botocore.session
-from boto3.dynamodb.types import TypeDeserializer
-from botocore.parsers import create_parser
-
-from benchmarks.bodies import get_records_bodies, scan_bodies
-from sync.accelerators.base import open_accelerator
-from sync.changes import ChangeBatch, Checkpoint, ShardPosition
-from sync.dynamodb.convert import infer_columns
-from sync.dynamodb.rawparse import parse_get_records, parse_scan
-from sync.dynamodb.records import evolve_spec, image_rows, stream_rows, upserts
-from sync.schema import Column, ColumnType, TableSpec
-from sync.settings import AccelerationSettings
+from benchmarks import pg
+from benchmarks.common import Config, Section, load_average, machine_line, table
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-ENGINES = ("duckdb", "sqlite")
-KEY_SPEC = TableSpec("orders", (Column("order_id", ColumnType.VARCHAR),), ("order_id",))
-CHECKPOINT = Checkpoint("arn:stream", (ShardPosition("arn:stream", "shard-1", None, "1"),))
+SECTIONS = ("apply", "freshness", "flight", "lookups", "memory", "profiles")
 
 
-@dataclass
-class Measure:
-    records: int
-    wall_s: float
-    cpu_s: float
-
-    @property
-    def rate(self) -> float:
-        return self.records / self.wall_s
-
-    @property
-    def cpu_ms_per_1000(self) -> float:
-        return 1000 * self.cpu_s / self.records * 1000
-
-
-def timed(run: Callable[[], int]) -> Measure:
-    wall, cpu = time.perf_counter(), time.process_time()
-    records = run()
-    return Measure(records, time.perf_counter() - wall, time.process_time() - cpu)
-
-
-def median(measures: list[Measure]) -> Measure:
-    return sorted(measures, key=lambda m: m.rate)[len(measures) // 2]
-
-
-def bootstrap_fast(engine: str, bodies: list[bytes]) -> int:
-    with open_accelerator(AccelerationSettings(engine, "memory")) as acc:  # type: ignore[arg-type]
-        spec = None
-        items = 0
-        for body in bodies:
-            page = parse_scan(body).items
-            assert page is not None
-            if spec is None:
-                spec = KEY_SPEC.with_columns(infer_columns(page.slice(0, 10)))
-                acc.create_table(spec)
-            spec = evolve_spec(spec, page)
-            acc.apply(
-                "orders", spec, ChangeBatch(image_rows(spec, page, page, upserts(len(page))), None)
-            )
-            items += len(page)
-        assert acc.row_count("orders") == items
-    return items
-
-
-def changes_fast(engine: str, scan: list[bytes], bodies: list[bytes]) -> Callable[[], int]:
-    """Prepare a loaded table (untimed), return the timed apply of every GetRecords body."""
-    acc = open_accelerator(AccelerationSettings(engine, "memory"))  # type: ignore[arg-type]
-    page = parse_scan(scan[0]).items
-    assert page is not None
-    spec = KEY_SPEC.with_columns(infer_columns(page))
-    acc.create_table(spec)
-    acc.apply("orders", spec, ChangeBatch(image_rows(spec, page, page, upserts(len(page))), None))
-
-    def run() -> int:
-        nonlocal spec
-        records = 0
-        try:
-            for body in bodies:
-                records_page = parse_get_records(body)
-                rows, spec, _ = stream_rows(spec, [records_page])
-                acc.apply("orders", spec, ChangeBatch(rows, CHECKPOINT))
-                records += records_page.count
-        finally:
-            acc.close()
-        return records
-
-    return run
-
-
-# -- the naive baseline: botocore's parser, TypeDeserializer, one write per row ---------------
-
-
-def _botocore_output_shape(service: str, operation: str):  # noqa: ANN202
-    model = botocore.session.get_session().get_service_model(service)
-    return model.operation_model(operation).output_shape
-
-
-def naive(engine: str, bodies: list[bytes], operation: str) -> int:
-    service = "dynamodb" if operation == "Scan" else "dynamodbstreams"
-    shape = _botocore_output_shape(service, operation)
-    parser = create_parser("json")
-    des = TypeDeserializer()
-    acc = open_accelerator(AccelerationSettings(engine, "memory"))  # type: ignore[arg-type]
-    names: list[str] | None = None
-    con = acc._writer  # noqa: SLF001 - the baseline writes row by row on the engine itself
-    records = 0
-    try:
-        for body in bodies:
-            parsed = parser.parse({"body": body, "headers": {}, "status_code": 200}, shape)
-            entries = (
-                [("INSERT", i) for i in parsed["Items"]]
-                if operation == "Scan"
-                else [
-                    (r["eventName"], r["dynamodb"].get("NewImage") or r["dynamodb"]["Keys"])
-                    for r in parsed["Records"]
-                ]
-            )
-            for event, image in entries:
-                row = {k: des.deserialize(v) for k, v in image.items()}
-                if names is None:
-                    names = list(row)
-                    cols = ", ".join(f'"{n}" {_sql_type(row[n])}' for n in names)
-                    con.execute(f'CREATE TABLE t ({cols}, PRIMARY KEY ("order_id"))')
-                if event == "REMOVE":
-                    con.execute('DELETE FROM t WHERE "order_id" = ?', [row["order_id"]])
-                else:
-                    values = [_plain(row.get(n)) for n in names]
-                    marks = ", ".join("?" for _ in names)
-                    con.execute(f"INSERT OR REPLACE INTO t VALUES ({marks})", values)
-                records += 1
-    finally:
-        acc.close()
-    return records
-
-
-def _sql_type(value: object) -> str:
-    if isinstance(value, bool):
-        return "BOOLEAN"
-    if isinstance(value, str):
-        return "VARCHAR"
-    if type(value).__name__ == "Decimal":
-        return "DOUBLE"
-    if hasattr(value, "value"):
-        return "BLOB"
-    return "VARCHAR"  # maps, lists and sets as JSON text
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, dict | list | set):
-        return json.dumps(plain_value_python(value), default=str)
-    if hasattr(value, "value"):
-        return bytes(value.value)  # type: ignore[attr-defined]
-    return float(value) if type(value).__name__ == "Decimal" else value
-
-
-def plain_value_python(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: plain_value_python(v) for k, v in value.items()}
-    if isinstance(value, list | set):
-        return [plain_value_python(v) for v in value]
-    return value
-
-
-# -- report ---------------------------------------------------------------------------------
-
-
-def machine_line() -> str:
-    packages = ", ".join(f"{p} {version(p)}" for p in ("pyarrow", "duckdb", "botocore", "boto3"))
-    return (
-        f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
-        f"{packages}, {datetime.now(UTC):%Y-%m-%d}"
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0, help="size multiplier")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="size multiplier (default 1)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--postgres",
+        default=pg.DEFAULT_DSN,
+        help="libpq connection string of a PostgreSQL server ('' to skip PostgreSQL)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the report")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
-    n_items = max(2000, int(200_000 * args.scale))
-    n_records = max(1000, int(100_000 * args.scale))
-    n_naive = max(500, int(2_000 * args.scale))
-    scan = scan_bodies(n_items)
-    records = get_records_bodies(n_records, keys=n_records // 4)
-    command = " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])])
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(unknown)}")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+
+    command = shlex.join(
+        ["python", "-m", "benchmarks.run", *(argv if argv is not None else sys.argv[1:])]
+    )
+    started = time.perf_counter()
+    load = load_average()
+    postgres, why = pg.open_server(args.postgres) if args.postgres else (None, "not asked for")
+    notes = [] if postgres else [f"PostgreSQL figures skipped: {why}."]
+    for note in notes:
+        print(note, flush=True)
+    sections: list[Section] = []
+    with tempfile.TemporaryDirectory(prefix="dynamirror-bench-") as workdir:
+        cfg = Config(args.scale, args.runs, postgres, Path(workdir))
+        for name in wanted:
+            print(f"\n== {name} ==", flush=True)
+            began = time.perf_counter()
+            try:
+                section = importlib.import_module(f"benchmarks.{name}").run(cfg)
+            except Exception:  # noqa: BLE001 - one broken section must not hide the others
+                section = Section(f"{name}: FAILED", failed=True)
+                section.add("```", traceback.format_exc().rstrip(), "```")
+            section.seconds = time.perf_counter() - began
+            sections.append(section)
+    elapsed = time.perf_counter() - started
+    text = report(command, args, sections, notes, load, elapsed)
+    print("\n" + text)
+    if not args.no_write:
+        args.out.write_text(text)
+        print(f"written to {args.out}")
+    return 1 if any(s.failed for s in sections) else 0
+
+
+def report(
+    command: str,
+    args: argparse.Namespace,
+    sections: list[Section],
+    notes: list[str],
+    load: str,
+    elapsed: float,
+) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Command: `{command}` — machine: {machine_line()}.",
-        f"Medians of {args.runs} runs. Items: 18 attributes (strings, integers, decimals, "
-        "booleans, a map, a list of maps, string and number sets, binary).",
+        f"Every figure below was produced by one command, `{command}`, which took "
+        f"{elapsed:,.0f} s (scale {args.scale:g}, {args.runs} runs per figure).",
         "",
-        "| path | engine | records | records/s | CPU ms / 1,000 | vs naive |",
-        "|---|---|---|---|---|---|",
+        f"Machine: {machine_line()}. Load average (1 / 5 min) when the run started: {load}.",
+        "",
+        f"Each figure is the median of {args.runs} runs unless its section says otherwise; "
+        "each ratio compares two figures measured in this same run, on this same machine. "
+        "Clients, servers and emulators all share the machine's cores.",
+        *(["", *(f"- {n}" for n in notes)] if notes else []),
     ]
-    for engine in ENGINES:
-        base_boot = timed(partial(naive, engine, scan[:1], "Scan"))
-        boot = median([timed(partial(bootstrap_fast, engine, scan)) for _ in range(args.runs)])
-        base_chg = timed(partial(naive, engine, records[: max(1, n_naive // 1000)], "GetRecords"))
-        chg = median([timed(changes_fast(engine, scan, records)) for _ in range(args.runs)])
-        for label, fast, base in (
-            ("bootstrap (Scan pages)", boot, base_boot),
-            ("change apply (GetRecords pages)", chg, base_chg),
-        ):
-            lines.append(
-                f"| {label} | {engine} | {fast.records:,} | {fast.rate:,.0f} | "
-                f"{fast.cpu_ms_per_1000:.1f} | {fast.rate / base.rate:.0f}× |"
-            )
-            lines.append(
-                f"| naive baseline: {label} | {engine} | {base.records:,} | {base.rate:,.0f} | "
-                f"{base.cpu_ms_per_1000:.1f} | 1× |"
-            )
-        print("\n".join(lines[-4:]), flush=True)
-    shards = median([timed(changes_fast("duckdb", scan, records)) for _ in range(1)]).rate / 1000
-    lines += [
-        "",
-        f"Capacity: one core applying into DuckDB keeps up with about {shards:,.0f} fully "
-        "loaded shards (a shard carries at most 1,000 writes/s).",
-        "",
-        "The naive baseline is botocore's response parser, boto3's TypeDeserializer per "
-        "attribute and one INSERT OR REPLACE / DELETE statement per record, on a subset.",
-    ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        RESULTS.write_text(text)
+    targets = [t for s in sections for t in s.targets]
+    if targets:
+        lines += ["", "## Targets", ""]
+        lines += table(
+            ("target", "goal", "measured", "met"),
+            [
+                (t.name, t.goal, t.measured, "—" if t.met is None else "yes" if t.met else "**no**")
+                for t in targets
+            ],
+        )
+    headline = [(s.title, f, v) for s in sections for f, v in s.headline]
+    if headline:
+        lines += ["", "## Headline figures", ""]
+        lines += table(("figure", "value"), [(f, v) for _, f, v in headline])
+    lines += ["", "## Time per section", ""]
+    lines += table(("section", "seconds"), [(s.title, f"{s.seconds:,.0f}") for s in sections])
+    for section in sections:
+        lines += ["", f"## {section.title}", *section.lines]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,6 +19,7 @@ from flightsrv import sqlclient
 from flightsrv.config import ConfigError, TlsSettings, load_config
 from flightsrv.flightsql.server import COMPRESSIONS
 from flightsrv.runtime import Endpoints, Runtime
+from sync.snapshots import SnapshotRestoreError
 
 DEFAULT_FLIGHT = "127.0.0.1:50051"
 DEFAULT_HTTP = "127.0.0.1:8090"
@@ -133,9 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    runtime = Runtime(
-        config, Endpoints(args.flight, args.http, args.metrics), args.flight_compression
-    )
+    try:
+        runtime = Runtime(
+            config, Endpoints(args.flight, args.http, args.metrics), args.flight_compression
+        )
+    except SnapshotRestoreError as e:
+        print(f"error: {e} (snapshots.bootstrap_on_failure_behavior: retry)", file=sys.stderr)
+        return 1
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())

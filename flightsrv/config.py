@@ -18,13 +18,31 @@ from urllib.parse import urlsplit
 import yaml
 
 from flightsrv.durations import parse_duration
-from sync.settings import AccelerationSettings, DatasetSettings, SourceSettings
+from sync.settings import (
+    AccelerationSettings,
+    DatasetSettings,
+    SnapshotPolicy,
+    SourceSettings,
+)
+from sync.snapshots import SnapshotSettings
 
 T = TypeVar("T")
 
-TOP_KEYS = {"version", "kind", "name", "datasets", "metadata", "runtime"}
+TOP_KEYS = {"version", "kind", "name", "datasets", "metadata", "runtime", "snapshots"}
+SNAPSHOT_KEYS = {"enabled", "location", "bootstrap_on_failure_behavior", "params"}
+SNAPSHOT_PARAMS = ("s3_region", "s3_endpoint")
 DATASET_KEYS = {"from", "name", "description", "params", "acceleration", "metadata", "metrics"}
-ACCELERATION_KEYS = {"enabled", "engine", "mode", "refresh_mode", "refresh_sql", "params"}
+ACCELERATION_KEYS = {
+    "enabled",
+    "engine",
+    "mode",
+    "refresh_mode",
+    "refresh_sql",
+    "params",
+    "snapshots",
+    "snapshots_trigger",
+    "snapshots_trigger_threshold",
+}
 ENGINE_FILE_PARAM = {"duckdb": "duckdb_file", "sqlite": "sqlite_file"}
 POSTGRES_PARAMS = (
     "pg_connection_string",
@@ -107,6 +125,7 @@ class RuntimeConfig:
     otel: OtelSettings | None = None
     api_keys: tuple[str, ...] = ()  # runtime.auth.api-key.keys when enabled; empty: no auth
     tls: TlsSettings | None = None
+    snapshots: SnapshotSettings | None = None  # the top-level snapshots block, when enabled
 
 
 def load_config(path: Path) -> RuntimeConfig:
@@ -151,6 +170,9 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
             metrics[dataset.name] = enabled
     runtime = _mapping(document.get("runtime"), f"{where}: runtime")
     _reject_unknown(runtime, RUNTIME_KEYS, f"{where}: runtime")
+    snapshots = _snapshots(document.get("snapshots"), f"{where}: snapshots", path.parent)
+    for dataset in datasets:
+        _check_snapshot_policy(dataset, snapshots, f"{where}: dataset {dataset.name!r}")
     return RuntimeConfig(
         str(document.get("name") or "spicepod"),
         tuple(datasets),
@@ -159,7 +181,62 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
         _otel(runtime.get("telemetry"), f"{where}: runtime.telemetry"),
         _api_keys(runtime.get("auth"), f"{where}: runtime.auth"),
         _tls(runtime.get("tls"), f"{where}: runtime.tls", path.parent),
+        snapshots,
     )
+
+
+def _snapshots(raw: Any, where: str, base: Path) -> SnapshotSettings | None:
+    """The top-level ``snapshots`` block (Spice's keys); None when absent or disabled."""
+    block = _mapping(raw, where)
+    _reject_unknown(block, SNAPSHOT_KEYS, where)
+    get = _Getter(block, where)
+    if not get.boolean("enabled", bool(block)):
+        return None
+    location = get.string("location")
+    if not location:
+        raise ConfigError(f"{where}.location: required (a directory or s3://bucket/prefix)")
+    if not location.startswith("s3://"):
+        path = Path(location)
+        location = str(path if path.is_absolute() else base / path)
+    on_failure = get.choice("bootstrap_on_failure_behavior", ("warn", "retry", "fallback"), "warn")
+    params = _mapping(block.get("params"), f"{where}.params")
+    pget = _Getter(params, f"{where}.params")
+    region, endpoint = (pget.string(k) for k in SNAPSHOT_PARAMS)
+    pget.reject_rest()
+    return SnapshotSettings(location, on_failure, region, endpoint)  # type: ignore[arg-type]
+
+
+def _snapshot_policy(acc: dict[str, Any], where: str) -> SnapshotPolicy:
+    get = _Getter(acc, where)
+    mode = get.choice(
+        "snapshots", ("enabled", "create_only", "bootstrap_only", "disabled"), "disabled"
+    )
+    trigger = get.choice("snapshots_trigger", ("time_interval", "stream_batches"), "time_interval")
+    threshold = acc.get("snapshots_trigger_threshold")
+    if threshold is None:
+        return SnapshotPolicy(mode, trigger)  # type: ignore[arg-type]
+    if trigger == "stream_batches":
+        batches = get.positive_int("snapshots_trigger_threshold", 1000)
+        return SnapshotPolicy(mode, trigger, every_batches=batches)  # type: ignore[arg-type]
+    every = get.duration("snapshots_trigger_threshold", timedelta(minutes=10))
+    return SnapshotPolicy(mode, trigger, every=every)  # type: ignore[arg-type]
+
+
+def _check_snapshot_policy(
+    dataset: DatasetSettings, snapshots: SnapshotSettings | None, where: str
+) -> None:
+    if dataset.snapshots.mode == "disabled":
+        return
+    if snapshots is None:
+        raise ConfigError(
+            f"{where}: acceleration.snapshots: needs the top-level snapshots block "
+            "(enabled: true, location: <dir or s3://bucket/prefix>)"
+        )
+    if dataset.acceleration.file is None:
+        raise ConfigError(
+            f"{where}: acceleration.snapshots: snapshots copy a file accelerator "
+            "(engine duckdb or sqlite with mode: file)"
+        )
 
 
 def _dataset_metrics(raw: Any, where: str) -> frozenset[str]:
@@ -322,6 +399,9 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
             endpoint_url=get.string("endpoint_url"),
         ),
         acceleration=_acceleration(raw.get("acceleration"), name, where, base),
+        snapshots=_snapshot_policy(
+            _mapping(raw.get("acceleration"), where), f"{where}: acceleration"
+        ),
         scan_interval=get.duration("scan_interval", timedelta(seconds=1)),
         ready_lag=get.duration("ready_lag", timedelta(seconds=2)),
         scan_segments=get.segments("scan_segments"),

@@ -17,6 +17,7 @@ from flightsrv.metrics import MetricsServer, QueryMetricsMiddleware, RuntimeMetr
 from sync.accelerators.base import Accelerator, open_accelerator
 from sync.pipeline import DatasetSync
 from sync.settings import AccelerationSettings
+from sync.snapshots import Snapshotter, SupportsSnapshot, open_store, restore_newest
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,27 @@ class Runtime:
         self.config = config
         self._endpoints = endpoints
         self._accelerators: dict[str, Accelerator] = {}
+        self._snapshotters: dict[str, Snapshotter] = {}
+        store = open_store(config.snapshots) if config.snapshots else None
         self.datasets: list[DatasetSync] = []
         for settings in config.datasets:
             # Datasets with one location (engine + file, or engine in memory) share a
             # database, so queries can join them.
             location = settings.acceleration.location
             if location not in self._accelerators:
+                file = settings.acceleration.file
+                if store and config.snapshots and file and settings.snapshots.bootstraps:
+                    if not file.exists():
+                        restore_newest(store, file, config.snapshots.on_failure)
                 self._accelerators[location] = open_accelerator(settings.acceleration)
-            self.datasets.append(DatasetSync(settings, self._accelerators[location]))
+            accelerator = self._accelerators[location]
+            snapshotter = None
+            if store and settings.snapshots.creates and isinstance(accelerator, SupportsSnapshot):
+                assert settings.acceleration.file is not None
+                snapshotter = self._snapshotters.setdefault(
+                    location, Snapshotter(accelerator, settings.acceleration.file, store)
+                )
+            self.datasets.append(DatasetSync(settings, accelerator, snapshotter))
         self._scratch = open_accelerator(AccelerationSettings("duckdb", "memory"))
         self.catalog = DatasetCatalog(self.datasets, self._scratch)
         host, port = endpoints.flight
@@ -119,6 +133,8 @@ class Runtime:
             self.metrics_server.stop()
         for dataset in self.datasets:
             dataset.stop()
+        for snapshotter in self._snapshotters.values():
+            snapshotter.wait()
         self.metrics.shutdown()
         for accelerator in [*self._accelerators.values(), self._scratch]:
             accelerator.close()

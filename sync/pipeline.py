@@ -25,6 +25,7 @@ from sync.errors import RetentionExceeded, SyncError
 from sync.retry import Backoff, Stopped, retrying
 from sync.schema import TableSpec
 from sync.settings import DatasetSettings
+from sync.snapshots import Snapshotter
 from sync.status import QUERYABLE, BootstrapProgress, DatasetStatus, State
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,17 @@ class DatasetNotQueryable(Exception):
 class DatasetSync:
     """Keeps one accelerator table equal to one DynamoDB table."""
 
-    def __init__(self, settings: DatasetSettings, accelerator: Accelerator) -> None:
+    def __init__(
+        self,
+        settings: DatasetSettings,
+        accelerator: Accelerator,
+        snapshotter: Snapshotter | None = None,
+    ) -> None:
         self.settings = settings
         self.accelerator = accelerator
+        self._snapshotter = snapshotter if settings.snapshots.creates else None
+        self._batches_since_snapshot = 0
+        self._last_snapshot_started = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -214,6 +223,7 @@ class DatasetSync:
         self.accelerator.swap_in(name, spec, name, reader.checkpoint(captured))
         self._spec = replace(spec, name=name)
         self._last_checkpoint_at = time.time()
+        self._snapshot(force=True)
         log.info(
             "dataset %s: bootstrap loaded %d items in %.1f s (%.0f items/s); "
             "replaying changes made during the scan",
@@ -269,7 +279,9 @@ class DatasetSync:
                 self._commit(spec, ChangeBatch(rows, reader.checkpoint(when), poll.records))
                 self._spec = spec
                 self._records_consumed += poll.records
+                self._batches_since_snapshot += 1 if poll.records else 0
             self._watermark = watermark
+            self._snapshot()
             self._update_readiness()
             if time.monotonic() >= next_table_check:
                 next_table_check = time.monotonic() + refresh
@@ -279,6 +291,23 @@ class DatasetSync:
                 interval if poll.caught_up else min(interval, UNCONFIRMED_POLL_S)
             ):
                 return
+
+    def _snapshot(self, force: bool = False) -> None:
+        """Snapshot the accelerator file when the trigger says so (and after a bootstrap)."""
+        if self._snapshotter is None:
+            return
+        policy = self.settings.snapshots
+        if not force:
+            if self._batches_since_snapshot == 0:
+                return  # nothing new since the last snapshot
+            if policy.trigger == "stream_batches":
+                if self._batches_since_snapshot < policy.every_batches:
+                    return
+            elif time.time() - self._last_snapshot_started < policy.every.total_seconds():
+                return
+        if self._snapshotter.take():
+            self._batches_since_snapshot = 0
+            self._last_snapshot_started = time.time()
 
     def _check_checkpoint_age(self, checkpoint: Checkpoint) -> None:
         """Records newer than the checkpoint may have been trimmed if it is older than the
@@ -379,6 +408,7 @@ class DatasetSync:
             bootstraps=self._bootstraps,
             last_checkpoint_at=self._last_checkpoint_at,
             bootstrap=bootstrap,
+            last_snapshot=self._snapshotter.last if self._snapshotter else None,
         )
 
     def check_queryable(self) -> None:

@@ -56,6 +56,27 @@ class AccelerationSettings:
         return f"{self.engine}:{self.file.resolve() if self.file else 'memory'}"
 
 
+SnapshotMode = Literal["enabled", "create_only", "bootstrap_only", "disabled"]
+
+
+@dataclass(frozen=True)
+class SnapshotPolicy:
+    """When a dataset writes acceleration snapshots, and whether it may start from one."""
+
+    mode: SnapshotMode = "disabled"
+    trigger: Literal["time_interval", "stream_batches"] = "time_interval"
+    every: timedelta = timedelta(minutes=10)  # time_interval
+    every_batches: int = 1000  # stream_batches
+
+    @property
+    def creates(self) -> bool:
+        return self.mode in ("enabled", "create_only")
+
+    @property
+    def bootstraps(self) -> bool:
+        return self.mode in ("enabled", "bootstrap_only")
+
+
 @dataclass(frozen=True)
 class DatasetSettings:
     """Everything one dataset's sync needs."""
@@ -70,4 +91,5 @@ class DatasetSettings:
     retention_behavior: RetentionBehavior = "error"
     shard_retention: timedelta = timedelta(hours=24)
     topology_refresh: timedelta = timedelta(seconds=30)
-    error_retry: timedelta = timedelta(seconds=30)  # a dataset in error tries again this often
+    error_retry: timedelta = timedelta(seconds=30)
+    snapshots: SnapshotPolicy = SnapshotPolicy()  # a dataset in error tries again this often

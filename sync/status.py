@@ -56,6 +56,7 @@ class DatasetStatus:
     bootstraps: int  # bootstrap scans run by this process
     last_checkpoint_at: float | None
     bootstrap: BootstrapProgress | None
+    last_snapshot: tuple[str, float] | None = None  # (name, epoch seconds written)
 
     def reason(self) -> str:
         """Why the dataset is not Ready, in words for a query's error message."""

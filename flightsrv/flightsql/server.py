@@ -32,7 +32,7 @@ from flightsrv.flightsql.metadata import Namespace
 from flightsrv.flightsql.queries import QueryRunner
 from flightsrv.flightsql.results import MAX_BATCH_BYTES
 from flightsrv.flightsql.running import QueryCancelled, RunningQueries
-from flightsrv.flightsql.statements import InvalidHandle, Statement
+from flightsrv.flightsql.statements import InvalidHandle, RecentBindings, Statement
 from flightsrv.proto import FlightActions_pb2 as fa
 from flightsrv.proto import FlightSql_pb2 as pb
 
@@ -93,6 +93,7 @@ class FlightSqlServer(flight.FlightServerBase):
         self.namespace = Namespace(catalog_name, schema_name)
         self._queries = QueryRunner(catalog, self.namespace, max_batch_bytes)
         self._running = RunningQueries()
+        self._bindings = RecentBindings()
         self._write_options = pa.ipc.IpcWriteOptions(
             compression=None if compression == "none" else compression
         )
@@ -236,6 +237,7 @@ class FlightSqlServer(flight.FlightServerBase):
                 f"the query has {expected} parameter(s), {params.num_columns} were bound"
             )
         handle = statement.with_params(params).encode()
+        self._bindings.remember(statement.query_id, params)
         result = pb.DoPutPreparedStatementResult(prepared_statement_handle=handle)
         writer.write(pa.py_buffer(result.SerializeToString()))
 
@@ -246,7 +248,7 @@ class FlightSqlServer(flight.FlightServerBase):
             return [flight.Result(_pack(self._prepare(request.query)))]
         if action.type == _CLOSE_PREPARED:
             request = _unpack(body, pb.ActionClosePreparedStatementRequest)
-            Statement.decode(request.prepared_statement_handle)  # nothing is held: just check
+            self._bindings.forget(Statement.decode(request.prepared_statement_handle).query_id)
             return []
         if action.type == _BEGIN_TRANSACTION:
             # Read-only transactions at READ COMMITTED (each statement sees the latest data)
@@ -312,7 +314,7 @@ class FlightSqlServer(flight.FlightServerBase):
         plan = self._queries.plan(sql)
         dataset = self._queries.prepared_schema(plan)
         return pb.ActionCreatePreparedStatementResult(
-            prepared_statement_handle=Statement(sql).encode(),
+            prepared_statement_handle=Statement(sql, query_id=os.urandom(12)).encode(),
             dataset_schema=dataset.serialize().to_pybytes() if dataset is not None else b"",
             parameter_schema=self._queries.parameter_schema(plan).serialize().to_pybytes(),
         )
@@ -322,7 +324,13 @@ class FlightSqlServer(flight.FlightServerBase):
     ) -> Statement:
         if isinstance(command, pb.CommandStatementQuery):
             return Statement(command.query)  # a transaction_id changes nothing for reads
-        return Statement.decode(command.prepared_statement_handle)
+        statement = Statement.decode(command.prepared_statement_handle)
+        if statement.params is None:
+            # A client that kept its prepared handle after binding (see RecentBindings).
+            bound = self._bindings.recall(statement.query_id)
+            if bound is not None:
+                return statement.with_params(bound)
+        return statement
 
     def _guarded(
         self,

@@ -14,6 +14,8 @@ do nothing a plain query could not.
 from __future__ import annotations
 
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -28,9 +30,12 @@ class InvalidHandle(ValueError):
 
 @dataclass(frozen=True)
 class Statement:
-    """A query, its bound parameter rows and, in tickets, the result schema promised and the
-    query id (unique per GetFlightInfo, so that cancelling one client's query spares another's
-    identical one)."""
+    """A query, its bound parameter rows and, in tickets, the result schema promised.
+
+    ``query_id`` is random: per prepared statement in its handles (to find the parameters an
+    older client bound, see :class:`RecentBindings`), per GetFlightInfo in tickets (so that
+    cancelling one client's query spares another's identical one).
+    """
 
     sql: str
     params: pa.Table | None = None
@@ -38,7 +43,7 @@ class Statement:
     query_id: bytes = b""
 
     def with_params(self, params: pa.Table) -> Statement:
-        return Statement(self.sql, params, None)
+        return Statement(self.sql, params, None, self.query_id)
 
     def as_ticket(self, schema: pa.Schema, query_id: bytes) -> Statement:
         return Statement(self.sql, self.params, schema, query_id)
@@ -90,3 +95,47 @@ def _ipc_table(table: pa.Table) -> bytes:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+# Clients older than DoPutPreparedStatementResult (flightsql-dbapi, older JDBC drivers) ignore
+# the handle it returns and execute the handle they prepared: the parameters they bound are kept
+# for them here, by prepared handle id, bounded in count and size, dropped on close.
+RECENT_BINDINGS = 1024
+RECENT_BINDINGS_BYTES = 64 * 1024 * 1024
+
+
+class RecentBindings:
+    """The last parameters bound to each recently prepared statement (thread-safe LRU)."""
+
+    def __init__(self, limit: int = RECENT_BINDINGS, limit_bytes: int = RECENT_BINDINGS_BYTES):
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, pa.Table] = OrderedDict()
+        self._bytes = 0
+        self._limit = limit
+        self._limit_bytes = limit_bytes
+
+    def remember(self, handle_id: bytes, params: pa.Table) -> None:
+        if not handle_id or params.nbytes > self._limit_bytes:
+            return
+        with self._lock:
+            self._drop(handle_id)
+            self._entries[handle_id] = params
+            self._bytes += params.nbytes
+            while len(self._entries) > self._limit or self._bytes > self._limit_bytes:
+                self._drop(next(iter(self._entries)))
+
+    def recall(self, handle_id: bytes) -> pa.Table | None:
+        with self._lock:
+            params = self._entries.get(handle_id)
+            if params is not None:
+                self._entries.move_to_end(handle_id)
+            return params
+
+    def forget(self, handle_id: bytes) -> None:
+        with self._lock:
+            self._drop(handle_id)
+
+    def _drop(self, handle_id: bytes) -> None:
+        params = self._entries.pop(handle_id, None)
+        if params is not None:
+            self._bytes -= params.nbytes

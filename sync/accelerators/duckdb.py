@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 
 import duckdb
@@ -67,6 +69,7 @@ class DuckDBAccelerator:
         # Queries share this database: no file or network access from SQL, and settings
         # locked so that no statement can turn that back on.
         config = {"enable_external_access": False, "lock_configuration": True}
+        self._file = settings.file if settings.mode == "file" else None
         if settings.mode == "file":
             assert settings.file is not None
             settings.file.parent.mkdir(parents=True, exist_ok=True)
@@ -188,6 +191,18 @@ class DuckDBAccelerator:
         with self.cursor() as cur:
             row = cur.execute(f"SELECT count(*) FROM {sql.quote(table)}").fetchone()
         return int(row[0]) if row else 0
+
+    def snapshot(self, dest: Path) -> None:
+        """Checkpoint the WAL into the file and copy it, holding the writer: no batch can land
+        halfway, so data and checkpoint in the copy agree."""
+        if self._file is None:
+            raise ValueError("snapshots need a file accelerator (mode: file)")
+        with self._write_lock:
+            self._writer.execute("CHECKPOINT")
+            wal = self._file.with_name(self._file.name + ".wal")
+            if wal.exists() and wal.stat().st_size:
+                raise RuntimeError(f"{wal} is not empty after CHECKPOINT; snapshot skipped")
+            shutil.copyfile(self._file, dest)
 
     def query_handle(self) -> DuckDBQueryHandle:
         return DuckDBQueryHandle(self)

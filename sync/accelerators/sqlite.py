@@ -208,6 +208,17 @@ class SQLiteAccelerator:
             row = self._writer.execute(f"SELECT count(*) FROM {sql.quote(table)}").fetchone()
         return int(row[0]) if row else 0
 
+    def snapshot(self, dest: Path) -> None:
+        """SQLite's online backup of the whole database, under the writer's lock."""
+        if self._temporary:
+            raise ValueError("snapshots need a file accelerator (mode: file)")
+        target = sqlite3.connect(dest)
+        try:
+            with self._lock:
+                self._writer.backup(target)
+        finally:
+            target.close()
+
     def query_handle(self) -> SQLiteQueryHandle:
         types: dict[str, ColumnType] = {}
         clashes: set[str] = set()
