@@ -19,6 +19,7 @@ from flightsrv import sqlclient
 from flightsrv.config import ConfigError, TlsSettings, load_config
 from flightsrv.flightsql.server import COMPRESSIONS
 from flightsrv.runtime import Endpoints, Runtime
+from flightsrv.terminal import attach_progress, configure_logging
 from sync.snapshots import SnapshotRestoreError
 
 DEFAULT_FLIGHT = "127.0.0.1:50051"
@@ -56,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         help="Prometheus metrics listener (GET /metrics)",
     )
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument(
+        "--log-format",
+        default="plain",
+        choices=["plain", "json"],
+        help="plain lines (with live bootstrap bars on a terminal) or one JSON object per line",
+    )
     run.add_argument(
         "--tls-certificate-file",
         type=Path,
@@ -118,13 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return sql(args)
     if (args.tls_certificate_file is None) != (args.tls_key_file is None):
         parser.error("--tls-certificate-file and --tls-key-file go together")
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("botocore", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
         if args.tls_certificate_file is not None:
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
+    progress = attach_progress(runtime.datasets, args.log_format)
     runtime.start()
     log = logging.getLogger("flightsrv")
     log.info(
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     log.info("stopping")
     runtime.stop()
+    if progress is not None:
+        progress.stop()
     log.info("stopped")
     return 0
 
