@@ -130,12 +130,19 @@ class RouteServer:
         *,
         api_keys: ApiKeys | None = None,
         public: frozenset[str] = frozenset(),
+        post: Route | None = None,
     ) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self._answer(routes.get)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                self._answer(lambda path: post)
+
+            def _answer(self, find: Callable[[str], Route | None]) -> None:
                 url = urlsplit(self.path)
                 path = url.path.rstrip("/") or "/"
-                route = routes.get(path)
+                route = find(path)
                 if (
                     api_keys is not None
                     and path not in public
@@ -207,7 +214,29 @@ class HttpServer(RouteServer):
             "http",
             api_keys=api_keys,
             public=self.PUBLIC,
+            post=self._post,
         )
+
+    def _post(self, request: Request) -> Answer:
+        """``POST /v1/datasets/{name}/acceleration/refresh``: bootstrap again, serving the
+        current rows until the fresh copy is swapped in."""
+        parts = request.path.strip("/").split("/")
+        if (
+            len(parts) != 5
+            or parts[:2] != ["v1", "datasets"]
+            or parts[3:]
+            != [
+                "acceleration",
+                "refresh",
+            ]
+        ):
+            return 404, "text/plain", f"not found: {request.path}"
+        for dataset in self._datasets:
+            if dataset.settings.name.lower() == parts[2].lower():
+                dataset.request_refresh()
+                body = {"message": f"dataset {dataset.settings.name}: refresh started"}
+                return 201, "application/json", json.dumps(body)
+        return 404, "text/plain", f"dataset {parts[2]!r} not found"
 
     def _ready(self) -> Answer:
         statuses = [d.status() for d in self._datasets]

@@ -55,6 +55,9 @@ class DatasetSync:
         self._batches_since_snapshot = 0
         self._last_snapshot_started = time.time()
         self._stop = threading.Event()
+        self._refresh = threading.Event()  # a re-bootstrap was asked for (HTTP refresh)
+        self._rebootstrap: str | None = None  # "retention" or "refresh" until it is done
+        self._wake = threading.Event()  # set by stop() and request_refresh(): ends waits
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._state = State.STARTING
@@ -80,20 +83,29 @@ class DatasetSync:
         )
         self._thread.start()
 
+    def request_refresh(self) -> None:
+        """Bootstrap again from a fresh scan, serving the current rows until the new copy is
+        swapped in atomically (as ``ready_before_load`` does)."""
+        self._refresh.set()
+        self._wake.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop after the in-flight batch is committed (or rolled back); never half."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self._set_state(State.STOPPED)
 
     def _run(self) -> None:
-        rebootstrap = False
         while not self._stop.is_set():
             try:
-                self._run_once(rebootstrap)
+                self._run_once()
             except Stopped:
                 return
+            except _RefreshRequested:
+                log.info("dataset %s: refresh requested, bootstrapping again", self.settings.name)
+                continue
             except RetentionExceeded as e:
                 behavior = self.settings.retention_behavior
                 if behavior != "error":
@@ -101,7 +113,7 @@ class DatasetSync:
                     log.warning(
                         "dataset %s: %s; re-bootstrapping (%s)", self.settings.name, e, behavior
                     )
-                    rebootstrap = True
+                    self._rebootstrap = "retention"
                     continue
                 self._fail(self._retention_message(e))
             except SyncError as e:
@@ -109,8 +121,8 @@ class DatasetSync:
             except Exception as e:  # noqa: BLE001 - a dataset never stops silently
                 log.exception("dataset %s: unexpected error", self.settings.name)
                 self._fail(f"{type(e).__name__}: {e}")
-            if self._stop.wait(self.settings.error_retry.total_seconds()):
-                return
+            self._wake.wait(self.settings.error_retry.total_seconds())
+            self._wake.clear()
 
     def _fail(self, message: str) -> None:
         log.error(
@@ -134,7 +146,7 @@ class DatasetSync:
             "to re-bootstrap automatically"
         )
 
-    def _run_once(self, rebootstrap: bool) -> None:
+    def _run_once(self) -> None:
         if self._clients is None:
             self._clients = make_clients(self.settings.source)
         if self._spec is None:
@@ -150,18 +162,26 @@ class DatasetSync:
         )
         try:
             checkpoint = self.accelerator.load_checkpoint(self.settings.name)
-            if checkpoint is not None and self._spec is not None and not rebootstrap:
+            if self._refresh.is_set():
+                self._refresh.clear()
+                self._rebootstrap = "refresh"
+            reason = self._rebootstrap
+            if checkpoint is not None and self._spec is not None and reason is None:
                 log.info("dataset %s: resuming from its checkpoint", self.settings.name)
                 self._check_checkpoint_age(checkpoint)
                 reader.resume(checkpoint)
                 self._set_state(State.CATCHING_UP)
             else:
-                serve_old = (
-                    rebootstrap
-                    and self.settings.retention_behavior == "ready_before_load"
-                    and self._spec is not None
+                # A refresh always swaps atomically; a retention re-bootstrap as configured.
+                serve_old = self._spec is not None and (
+                    reason == "refresh"
+                    or (
+                        reason == "retention"
+                        and self.settings.retention_behavior == "ready_before_load"
+                    )
                 )
                 self._bootstrap_table(table, reader, serve_old)
+                self._rebootstrap = None
             self._tail(reader, table)
         finally:
             reader.close()
@@ -286,6 +306,8 @@ class DatasetSync:
             if time.monotonic() >= next_table_check:
                 next_table_check = time.monotonic() + refresh
                 self._check_stream_unchanged(table)
+            if self._refresh.is_set():
+                raise _RefreshRequested
             # Idle: wait. Empty pages before the tip is confirmed are re-polled sooner.
             if poll.records == 0 and self._stop.wait(
                 interval if poll.caught_up else min(interval, UNCONFIRMED_POLL_S)
@@ -421,6 +443,10 @@ class DatasetSync:
         if self._spec is None:
             return None
         return self.accelerator.row_count(self._spec.name)
+
+
+class _RefreshRequested(SyncError):
+    """Raised in the tail loop to leave it for a fresh bootstrap."""
 
 
 class _ApplyError(SyncError):

@@ -130,13 +130,12 @@ class RuntimeProcess:
         self.wait_http()
         return self
 
-    def get(self, path: str) -> tuple[int, str]:
+    def get(self, path: str, method: str = "GET") -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.http_port}{path}"
         headers = {"X-API-Key": self.api_key} if self.api_key else {}
+        request = urllib.request.Request(url, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(
-                urllib.request.Request(url, headers=headers), timeout=5
-            ) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()

@@ -132,3 +132,25 @@ def test_not_ready_dataset_and_unknown_table_get_clear_flight_errors(
     started = time.monotonic()
     assert runtime.terminate() == 0
     assert time.monotonic() - started < 5
+
+
+def test_refresh_endpoint_rebootstraps_while_serving(
+    emulator: Emulator, ddb: Any, table_name: str, tmp_path: Path, runtimes: list[RuntimeProcess]
+) -> None:
+    create_table(ddb, table_name)
+    rng = random.Random(5)
+    for i in range(300):
+        ddb.put_item(TableName=table_name, Item=random_item(rng, f"k{i}", 0))
+    runtime = RuntimeProcess(tmp_path, [dataset_entry("orders", table_name, emulator.url)])
+    runtimes.append(runtime.start())
+    runtime.wait_ready()
+    assert runtime.get("/v1/datasets/nope/acceleration/refresh", "POST")[0] == 404
+    code, body = runtime.get("/v1/datasets/orders/acceleration/refresh", "POST")
+    assert code == 201 and "refresh started" in body
+    counts = []
+    deadline = time.monotonic() + 30
+    while runtime.log.read_text().count("bootstrap loaded") < 2 and time.monotonic() < deadline:
+        counts.append(query(runtime.flight_uri, "SELECT count(*) FROM orders")[0][0])
+    runtime.wait_ready()
+    assert runtime.log.read_text().count("bootstrapping from table") == 2
+    assert counts and set(counts) == {300}, "queries kept working on the old rows, never half"

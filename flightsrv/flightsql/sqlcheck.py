@@ -9,7 +9,8 @@ write slip through).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import pyarrow as pa
 import sqlglot
@@ -74,6 +75,8 @@ class CheckedQuery:
     tree: exp.Expression  # qualifiers of served tables removed; placeholders numbered $1..$n
     tables: tuple[str, ...]  # served table names as written (unqualified), first-seen order
     param_count: int
+    # SQL generated per dialect, kept: checked queries are cached and generation is not free.
+    _generated: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
 
     def sql(self, dialect: str) -> str:
         """The statement in ``dialect``, parameters as numbered placeholders (``$1``/``?1``).
@@ -81,6 +84,12 @@ class CheckedQuery:
         Numbered placeholders bind by position in both DuckDB and SQLite, so the client's
         parameter order holds whatever order the generated clauses come out in.
         """
+        key = ("sql", dialect)
+        if key not in self._generated:
+            self._generated[key] = self._render(dialect)
+        return self._generated[key]
+
+    def _render(self, dialect: str) -> str:
         marker = "?{}" if dialect == "sqlite" else "${}"
 
         def number(node: exp.Expression) -> exp.Expression:
@@ -96,6 +105,12 @@ class CheckedQuery:
         LIMIT 0 is set on the statement itself rather than on a wrapping subquery, which would
         rename duplicate output columns (``a``, ``a_1``).
         """
+        key = ("probe", dialect)
+        if key not in self._generated:
+            self._generated[key] = self._render_probe(dialect)
+        return self._generated[key]
+
+    def _render_probe(self, dialect: str) -> str:
         if isinstance(self.tree, exp.Query) and not any(
             self.tree.args.get(clause) and self.tree.args[clause].find(exp.Placeholder)
             for clause in ("limit", "offset")
@@ -129,8 +144,15 @@ class CheckedQuery:
         )
 
 
+CHECKED_CACHE_SIZE = 1024
+
+
+@lru_cache(maxsize=CHECKED_CACHE_SIZE)
 def check(sql: str, catalog_name: str, schema_name: str) -> CheckedQuery:
     """Parse ``sql`` (DuckDB dialect) and check it is a single read of served tables.
+
+    Results are cached by text (a prepared statement is planned at prepare, bind, GetFlightInfo
+    and DoGet); a CheckedQuery is never changed once made, and errors are not cached.
 
     Raises:
         SqlSyntaxError: not parseable, empty, or parameters written in an unsupported style.

@@ -40,6 +40,9 @@ class DuckDBQueryHandle:
     def execute(self, sql_text: str, params: Sequence[object] = ()) -> pa.RecordBatchReader:
         cursor = self._accelerator.cursor()
         try:
+            # The engine's own guard behind the server's SQL check: a statement that writes
+            # fails in a read-only transaction. Closing the cursor ends the transaction.
+            cursor.execute("BEGIN TRANSACTION READ ONLY")
             relation = cursor.sql(sql_text, params=list(params) or None)
             if relation is None:  # a statement without a result
                 return pa.RecordBatchReader.from_batches(pa.schema([]), [])

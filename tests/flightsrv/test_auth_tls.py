@@ -22,11 +22,11 @@ from flightsrv.auth import ApiKeyMiddlewareFactory, ApiKeys, HandshakeHandler, b
 from flightsrv.config import ConfigError, parse_config
 from flightsrv.flightsql import FlightSqlServer
 from flightsrv.http import HttpServer
+from sync.accelerators.duckdb import DuckDBAccelerator
+from sync.settings import AccelerationSettings
 from tests.certs import Certificate, self_signed
 from tests.flightsrv.flightsql.engines import EngineCatalog, RecordingHandle
 from tests.runtime_process import RuntimeProcess
-from sync.accelerators.duckdb import DuckDBAccelerator
-from sync.settings import AccelerationSettings
 
 KEY = "s3cret-key"
 TLS_ROOTS = "adbc.flight.sql.client_option.tls_root_certs"

@@ -416,22 +416,7 @@ def test_engine_errors_reach_the_client_as_query_errors(engine: Engine) -> None:
         accelerator.query_handle().execute("SELEKT 1").read_all()
 
 
-@pytest.mark.parametrize(
-    "engine",
-    engines(
-        duckdb_memory=pytest.mark.xfail(
-            reason="DuckDB query cursors share the writer's database: the handle can write",
-            raises=pytest.fail.Exception,
-            strict=True,
-        ),
-        duckdb_file=pytest.mark.xfail(
-            reason="DuckDB query cursors share the writer's database: the handle can write",
-            raises=pytest.fail.Exception,
-            strict=True,
-        ),
-    ),
-    indirect=True,
-)
+@pytest.mark.parametrize("engine", engines(), indirect=True)
 def test_the_query_handle_cannot_write(engine: Engine) -> None:
     accelerator, spec = loaded(engine, engine.name())
     with pytest.raises(QueryError):

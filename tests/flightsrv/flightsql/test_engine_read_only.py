@@ -45,13 +45,6 @@ def _sqlite(tmp_path: Path) -> Iterator[QueryHandle]:
 
 
 _ENGINES = {"duckdb": _duckdb, "sqlite": _sqlite}
-# Until DuckDBQueryHandle runs each query in BEGIN TRANSACTION READ ONLY (a change to
-# sync/accelerators/duckdb.py), DuckDB's handle only has the server's SQL check in front of it.
-_DUCKDB_GUARD_PENDING = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="DuckDBQueryHandle needs BEGIN TRANSACTION READ ONLY; remove this mark once it has",
-)
 
 
 @pytest.fixture
@@ -66,7 +59,7 @@ def _count(handle: QueryHandle) -> int:
 @pytest.mark.parametrize("sql", WRITES)
 @pytest.mark.parametrize(
     "handle",
-    [pytest.param("duckdb", marks=_DUCKDB_GUARD_PENDING), "sqlite"],
+    ["duckdb", "sqlite"],
     indirect=True,
 )
 def test_writes_through_the_query_handle_are_refused(handle: QueryHandle, sql: str) -> None:

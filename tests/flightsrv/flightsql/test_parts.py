@@ -7,7 +7,8 @@ import pytest
 
 from flightsrv.catalog import TableInfo, TableNotFound
 from flightsrv.flightsql import metadata, results, sqlcheck
-from flightsrv.flightsql.statements import InvalidHandle, Statement
+from flightsrv.flightsql.running import QueryCancelled, RunningQueries
+from flightsrv.flightsql.statements import InvalidHandle, RecentBindings, Statement
 
 
 def check(sql: str) -> sqlcheck.CheckedQuery:
@@ -138,7 +139,8 @@ def test_statement_handles_round_trip() -> None:
     params = pa.table({"a": [1, None], "b": [b"x", b"y"]})
     schema = pa.schema([("n", pa.int64())])
     statement = Statement("SELECT ?", params, schema)
-    decoded = Statement.decode(statement.encode())
+    decoded = Statement.decode(statement.as_ticket(schema, b"id-1").encode())
+    assert decoded.query_id == b"id-1"
     assert decoded.sql == "SELECT ?"
     assert decoded.params is not None and decoded.params.equals(params)
     assert decoded.schema is not None and decoded.schema.equals(schema)
@@ -207,3 +209,31 @@ def test_sql_info_value_schema_is_the_canonical_dense_union() -> None:
     codes = set(table.column("info_name").to_pylist())
     assert {0, 1, 2, 3, 504} <= codes
     table.validate(full=True)
+
+
+def test_recent_bindings_are_bounded_and_forgotten_on_close() -> None:
+    bindings = RecentBindings(limit=2, limit_bytes=10_000)
+    small = pa.table({"a": [1]})
+    bindings.remember(b"one", small)
+    bindings.remember(b"two", small)
+    assert bindings.recall(b"one") is small  # now the most recent
+    bindings.remember(b"three", small)
+    assert bindings.recall(b"two") is None and bindings.recall(b"one") is small
+    bindings.forget(b"one")
+    assert bindings.recall(b"one") is None
+    bindings.remember(b"huge", pa.table({"s": ["x" * 20_000]}))
+    assert bindings.recall(b"huge") is None
+    bindings.remember(b"", small)  # handles without an id are never kept
+    assert bindings.recall(b"") is None
+
+
+def test_running_queries_cancel_flags_and_remember_cancellations() -> None:
+    running = RunningQueries(remember=1)
+    flag = running.start(b"q1")
+    assert len(running) == 1 and not flag.is_set()
+    assert running.cancel([b"q1", b"unknown"]) == 1 and flag.is_set()
+    running.finish(b"q1", flag)
+    assert len(running) == 0
+    with pytest.raises(QueryCancelled):
+        running.start(b"unknown")  # cancelled before it started
+    running.start(b"q1")  # forgotten: only the last cancellation is remembered here
