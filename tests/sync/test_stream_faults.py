@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 
+from flightsrv.config import DATASET_METRICS
+from flightsrv.metrics import MetricsServer, RuntimeMetrics
 from sync.pipeline import DatasetNotQueryable, DatasetSync
 from sync.status import State
 from tests.dynamo import Emulator, create_table, random_item
+from tests.flightsrv.test_metrics import scrape, stream_samples
 from tests.harness import (
     assert_mirror_equals_source,
     caught_up,
@@ -254,6 +257,16 @@ def test_retention_rebootstrap_behaviours(
     assert_mirror_equals_source(sync, ddb, table_name)
     status = sync.status()
     assert status.reinitializations == 1 and status.bootstraps == 1
+    metrics = RuntimeMetrics([sync], {"mirror": frozenset(DATASET_METRICS)})
+    server = MetricsServer("127.0.0.1", 0, metrics)
+    server.start()
+    try:
+        _, samples = scrape(f"http://127.0.0.1:{server.port}/metrics")
+    finally:
+        server.stop()
+        metrics.shutdown()
+    exported = stream_samples(samples, "mirror")
+    assert exported["reinitializations_on_lag_exceeds_shard_retention_total"] == 1
     states = [state for _, state in sync.state_history()]
     assert states[0] is State.STARTING and states[-1] is State.READY
     if behavior == "ready_before_load":
