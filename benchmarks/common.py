@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +119,26 @@ def machine_line() -> str:
     )
 
 
+def code_state() -> str:
+    """The commit measured, and which top-level folders had uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True
+        ).stdout.splitlines()
+    except OSError:
+        return "not a git checkout"
+    dirty = sorted({line[3:].split("/")[0] for line in status if line[3:]})
+    if not commit:
+        return "not a git checkout"
+    return f"commit {commit}" + (
+        f" plus uncommitted changes in {', '.join(dirty)}" if dirty else ""
+    )
+
+
 def load_average() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.2f} / {five:.2f}"
@@ -143,6 +164,7 @@ class Section:
     targets: list[Target] = field(default_factory=list)
     seconds: float = 0.0
     failed: bool = False
+    load: str = ""  # the machine's 1-minute load average at the section's start and end
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)

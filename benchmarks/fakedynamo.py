@@ -16,6 +16,7 @@ import argparse
 import json
 import random
 import re
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -53,7 +54,8 @@ class FakeDynamo:
     def __init__(self, tables: dict[str, int], keys: dict[str, tuple[str, str]]) -> None:
         self.tables = tables  # name → item count (rounded up to whole pages when scanned)
         self.keys = keys  # name → (key attribute, its type S | N | B)
-        self._templates = _templates()
+        self._templates: list[bytes] = []  # made on the first Scan
+        self._lock = threading.Lock()
         self.requests: dict[str, int] = {}
 
     def pages(self, table: str) -> int:
@@ -123,6 +125,9 @@ class FakeDynamo:
             page = int(request.get("Segment", 0))
         if page >= self.pages(table):
             return b'{"Items": [], "Count": 0, "ScannedCount": 0}'
+        with self._lock:
+            if not self._templates:
+                self._templates = _templates()
         items = self._templates[page % TEMPLATES].replace(_MARK, b"%06d" % page)
         last = b""
         if page + segments < self.pages(table):

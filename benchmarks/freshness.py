@@ -25,7 +25,7 @@ INTERVALS = (("100ms", 0.1), ("1s", 1.0))
 WRITES_PER_S = 20
 TARGET_SLACK_S = 0.25
 READER_PAUSE_S = 0.005
-WARMUP_S = 1.0
+WARMUP_S = 0.5
 
 
 @dataclass
@@ -126,7 +126,7 @@ def measure(
     stop = threading.Event()
     reader = threading.Thread(target=_reader, args=(runtime.uri, first_seq, stop, obs))
     reader.start()
-    time.sleep(0.2)
+    time.sleep(0.1)
     until = time.time() + WARMUP_S + duration
     _writer(emulator, seed_keys, first_seq, until, obs, writer)
     deadline = time.time() + 15
@@ -139,9 +139,9 @@ def measure(
 
 def run(cfg: Config) -> Section:
     section = Section("End-to-end freshness: write acknowledged → visible through Flight SQL")
-    duration = cfg.seconds(15, 3)
-    sparse = cfg.seconds(20, 4)
-    seed_keys = cfg.size(1_000, 200)
+    duration = cfg.seconds(12, 1.5)
+    sparse = cfg.seconds(16, 2)
+    seed_keys = cfg.size(1_000, 100)
     rows = []
     emulator = Emulator(cfg.workdir)
     try:
@@ -186,7 +186,7 @@ def run(cfg: Config) -> Section:
         "",
         "Writes are `PutItem`s of 20-attribute items on "
         f"{seed_keys:,} existing keys (MODIFY records): {STEADY.name} for {duration:.0f} s, "
-        f"then {SPARSE.name} for {sparse:.0f} s, each after a {WARMUP_S:.0f} s warm-up; one "
+        f"then {SPARSE.name} for {sparse:.0f} s, each after a {WARMUP_S:g} s warm-up; one "
         "runtime process per `scan_interval`, DuckDB in file mode. Steady writes: the "
         f"percentiles are computed in each of {cfg.runs} consecutive windows of equal length "
         "and the median over windows is shown, then the percentiles of all writes pooled. "

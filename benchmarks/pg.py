@@ -52,6 +52,15 @@ def accelerator_import_error() -> str | None:
     return None
 
 
+def drop_tables(dsn: str | None, *names: str) -> None:
+    """Drop the benchmark's tables from its database (the database itself stays)."""
+    import psycopg
+
+    with psycopg.connect(dsn or "", autocommit=True) as con:
+        for name in names:
+            con.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
 class ServerCpu:
     """CPU seconds used by the server's processes that work for the benchmark database
     (its backends) and by its background writers, read from /proc."""

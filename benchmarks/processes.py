@@ -131,7 +131,9 @@ def dynamodb_dataset(
 class Runtime:
     """``python -m flightsrv run`` with a spicepod of ``datasets`` written to ``workdir``."""
 
-    def __init__(self, workdir: Path, datasets: list[dict[str, Any]], log_level: str = "INFO"):
+    def __init__(
+        self, workdir: Path, datasets: list[dict[str, Any]], log_level: str = "INFO"
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         spicepod = {"version": "v1", "kind": "Spicepod", "name": "bench", "datasets": datasets}

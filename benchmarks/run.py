@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import shlex
 import sys
 import tempfile
@@ -28,7 +29,7 @@ import traceback
 from pathlib import Path
 
 from benchmarks import pg
-from benchmarks.common import Config, Section, load_average, machine_line, table
+from benchmarks.common import Config, Section, code_state, load_average, machine_line, table
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTIONS = ("apply", "freshness", "flight", "lookups", "memory", "profiles")
@@ -72,13 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg = Config(args.scale, args.runs, postgres, Path(workdir))
         for name in wanted:
             print(f"\n== {name} ==", flush=True)
-            began = time.perf_counter()
+            began, load_before = time.perf_counter(), os.getloadavg()[0]
             try:
                 section = importlib.import_module(f"benchmarks.{name}").run(cfg)
             except Exception:  # noqa: BLE001 - one broken section must not hide the others
                 section = Section(f"{name}: FAILED", failed=True)
                 section.add("```", traceback.format_exc().rstrip(), "```")
             section.seconds = time.perf_counter() - began
+            section.load = f"{load_before:.1f} → {os.getloadavg()[0]:.1f}"
             sections.append(section)
     elapsed = time.perf_counter() - started
     text = report(command, args, sections, notes, load, elapsed)
@@ -105,6 +107,8 @@ def report(
         "",
         f"Machine: {machine_line()}. Load average (1 / 5 min) when the run started: {load}.",
         "",
+        f"Code measured: {code_state()}.",
+        "",
         f"Each figure is the median of {args.runs} runs unless its section says otherwise; "
         "each ratio compares two figures measured in this same run, on this same machine. "
         "Clients, servers and emulators all share the machine's cores.",
@@ -125,7 +129,16 @@ def report(
         lines += ["", "## Headline figures", ""]
         lines += table(("figure", "value"), [(f, v) for _, f, v in headline])
     lines += ["", "## Time per section", ""]
-    lines += table(("section", "seconds"), [(s.title, f"{s.seconds:,.0f}") for s in sections])
+    lines += table(
+        ("section", "seconds", "load average (1 min) at start → end"),
+        [(s.title, f"{s.seconds:,.0f}", s.load) for s in sections],
+    )
+    lines += [
+        "",
+        f"The machine has {os.cpu_count()} cores. The load average counts the benchmark's own "
+        "processes too; at a section's start, before they run, it mostly shows other work on "
+        "the machine, which competes for the cores and lowers and spreads the figures.",
+    ]
     for section in sections:
         lines += ["", f"## {section.title}", *section.lines]
     return "\n".join(lines) + "\n"

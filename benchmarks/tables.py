@@ -19,14 +19,13 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from benchmarks.apply import load_pages
 from benchmarks.bodies import scan_bodies
 from benchmarks.common import free_port
 from benchmarks.fakedynamo import SEQUENCE_NUMBER, SHARD_ID, stream_arn
 from benchmarks.processes import CREDENTIALS, REGION
 from sync.accelerators.base import open_accelerator
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op, ShardPosition
-from sync.dynamodb.convert import infer_columns
-from sync.dynamodb.rawparse import parse_scan
 from sync.dynamodb.records import rows_schema
 from sync.schema import Column, ColumnType, TableSpec
 from sync.settings import AccelerationSettings
@@ -70,46 +69,6 @@ def flight_rows() -> Generated:
     return Generated(spec, sql, "N")
 
 
-def orders() -> Generated:
-    """The ``orders`` mirror as the sync builds it from :func:`benchmarks.bodies.item` items
-    (columns and types inferred by the product from a real Scan page), keys ``o-%08d``."""
-    page = parse_scan(scan_bodies(10)[0]).items
-    assert page is not None
-    key = TableSpec("orders", (Column("order_id", ColumnType.VARCHAR),), ("order_id",))
-    spec = key.with_columns(infer_columns(page))
-    values = {
-        "order_id": "'o-' || lpad(CAST(i AS VARCHAR), 8, '0')",
-        "customer": "'customer-' || lpad(CAST(i % 50000 AS VARCHAR), 5, '0')",
-        "status": "['placed', 'paid', 'packed', 'shipped', 'delivered'][i % 5 + 1]",
-        "amount": "round((i % 500000) / 100.0 + 1, 2)",
-        "quantity": "i % 50 + 1",
-        "version": "0",
-        "discount": "(i % 500) / 1000.0",
-        "created_at": "'2026-11-24T10:11:12.000Z'",
-        "is_gift": "i % 10 = 0",
-        "express": "i % 3 = 0",
-        "channel": "['web', 'app', 'store', 'phone'][i % 4 + 1]",
-        "country": "['FR', 'DE', 'US', 'JP', 'BR', 'IN'][i % 6 + 1]",
-        "warehouse": "i % 40",
-        "address": "'{\"city\":\"' || ['Paris', 'Berlin', 'Austin', 'Osaka'][i % 4 + 1] "
-        "|| '\",\"zip\":\"' || lpad(CAST(i % 100000 AS VARCHAR), 5, '0') || '\"}'",
-        "lines": '\'[{"sku":"sku-\' || CAST(i % 999 AS VARCHAR) || \'","qty":1}]\'',
-        "tags": '\'["a","b"]\'',
-        "scores": "'[' || CAST(i % 100 AS VARCHAR) || ',7]'",
-        "checksum": "encode('chk' || CAST(i AS VARCHAR))",
-    }
-    missing = [c for c in spec.column_names if c not in values]
-    assert not missing, f"no generator for columns {missing}"
-    select = ", ".join(
-        f'CAST({values[c.name]} AS {_duck_type(c.type)}) AS "{c.name}"' for c in spec.columns
-    )
-    return Generated(spec, f"SELECT {select} FROM range({{rows}}) t(i)", "S")
-
-
-def _duck_type(ctype: ColumnType) -> str:
-    return "VARCHAR" if ctype is ColumnType.JSON else str(ctype)
-
-
 def write_mirror(path: Path, table: Generated, rows: int) -> float:
     """Write ``rows`` rows of ``table`` into a file-mode DuckDB mirror with a checkpoint on the
     fake endpoint's stream; returns the seconds it took."""
@@ -127,20 +86,51 @@ def write_mirror(path: Path, table: Generated, rows: int) -> float:
             ops = pa.repeat(pa.scalar(int(Op.UPSERT), pa.int8()), batch.num_rows)
             data = pa.Table.from_batches([batch]).add_column(0, OP_COLUMN, ops).cast(schema)
             acc.apply(spec.name, staging, ChangeBatch(data, None, batch.num_rows))
-        arn = stream_arn(spec.name)
-        checkpoint = Checkpoint(
-            arn, (ShardPosition(arn, SHARD_ID, None, SEQUENCE_NUMBER),), datetime.now(UTC)
-        )
-        acc.swap_in(spec.name, staging, spec.name, checkpoint)
+        acc.swap_in(spec.name, staging, spec.name, _checkpoint(spec.name))
         assert acc.row_count(spec.name) == rows
     generator.close()
+    return time.perf_counter() - began
+
+
+def _checkpoint(table: str) -> Checkpoint:
+    arn = stream_arn(table)
+    return Checkpoint(
+        arn, (ShardPosition(arn, SHARD_ID, None, SEQUENCE_NUMBER),), datetime.now(UTC)
+    )
+
+
+def write_orders_mirror(path: Path, rows: int, seed_items: int = 10_000) -> float:
+    """An ``orders`` mirror of ``rows`` rows, as the sync builds it: ``seed_items`` items of
+    :func:`benchmarks.bodies.item` go through the product's own bootstrap path (Scan pages →
+    rawparse → inference and conversion → staging table → swap-in with the checkpoint), then
+    DuckDB copies those rows under new keys (``o-%08d`` up to ``rows``) until the table holds
+    ``rows`` rows — so the columns and their types are whatever the sync makes of the items.
+    Returns the seconds it took."""
+    began = time.perf_counter()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    seed_items = min(seed_items, rows)
+    with open_accelerator(AccelerationSettings("duckdb", "file", path)) as acc:
+        staging = load_pages(acc, scan_bodies(seed_items), "orders__bootstrap")
+        acc.swap_in("orders", staging, "orders", _checkpoint("orders"))
+    number = "CAST(substr(order_id, 3) AS BIGINT) + r.k * " + str(seed_items)
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            f"INSERT INTO orders SELECT orders.* REPLACE ('o-' || lpad(CAST({number} AS VARCHAR), "
+            f"8, '0') AS order_id) FROM orders, range(1, {-(-rows // seed_items)}) r(k) "
+            f"WHERE {number} < {rows}"
+        )
+        count = con.execute("SELECT count(*) FROM orders").fetchone()
+    assert count is not None and count[0] == rows, count
     return time.perf_counter() - began
 
 
 class FakeDynamoProcess:
     """``python -m benchmarks.fakedynamo`` on a free port, in its own process."""
 
-    def __init__(self, workdir: Path, tables: dict[str, int], keys: dict[str, str] | None = None):
+    def __init__(
+        self, workdir: Path, tables: dict[str, int], keys: dict[str, str] | None = None
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from flightsrv.durations import parse_duration
+from sync.dynamodb.golayout import DEFAULT_TIME_FORMAT, compile_layout
+from sync.schema import ColumnType, DeclaredColumn, parse_type
 from sync.settings import (
     AccelerationSettings,
     DatasetSettings,
@@ -31,7 +33,17 @@ T = TypeVar("T")
 TOP_KEYS = {"version", "kind", "name", "datasets", "metadata", "runtime", "snapshots"}
 SNAPSHOT_KEYS = {"enabled", "location", "bootstrap_on_failure_behavior", "params"}
 SNAPSHOT_PARAMS = ("s3_region", "s3_endpoint")
-DATASET_KEYS = {"from", "name", "description", "params", "acceleration", "metadata", "metrics"}
+DATASET_KEYS = {
+    "from",
+    "name",
+    "description",
+    "params",
+    "acceleration",
+    "metadata",
+    "metrics",
+    "columns",
+}
+COLUMN_KEYS = {"name", "type", "description", "metadata"}
 ACCELERATION_KEYS = {
     "enabled",
     "engine",
@@ -412,9 +424,104 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
         shard_retention=get.duration("shard_retention", timedelta(hours=24)),
         topology_refresh=get.duration("shard_discovery_interval", timedelta(seconds=30)),
         error_retry=get.duration("error_retry_interval", timedelta(seconds=30)),
+        **_type_settings(get, raw.get("columns"), where),
     )
     get.reject_rest()
     return settings
+
+
+def _type_settings(get: _Getter, columns: Any, where: str) -> dict[str, Any]:
+    """How values become columns: the number, time, unnesting and TTL params, and the
+    declared ``columns:`` (README, "Types")."""
+    number_type = get.choice("number_type", ("auto", "decimal"), "auto")
+    scale = get._typed("decimal_scale", 9, _scale, f"an integer from 0 to {MAX_DECIMAL_SCALE}")
+    if scale != 9 and number_type != "decimal":
+        raise ConfigError(f"{where}: params.decimal_scale: only used with number_type: decimal")
+    raw_format = get._get("time_format")
+    if isinstance(raw_format, datetime):  # YAML read an unquoted value as a timestamp
+        raise ConfigError(
+            f"{where}: params.time_format: quote the layout (YAML read {raw_format} as a "
+            "timestamp), e.g. time_format: '2006-01-02 15:04:05.000'"
+        )
+    time_format = DEFAULT_TIME_FORMAT if raw_format is None else str(raw_format)
+    try:
+        compile_layout(time_format)
+    except ValueError as e:
+        raise ConfigError(f"{where}: params.time_format: {e}") from e
+    return {
+        "number_type": number_type,
+        "decimal_scale": scale,
+        "number_overflow": get.choice("number_overflow", ("widen", "error"), "widen"),
+        "time_format": time_format,
+        "unnest_depth": get._typed("unnest_depth", 0, _depth, "an integer >= 0"),
+        "ttl_deletes": get.choice("ttl_deletes", ("hard", "soft"), "hard"),
+        "columns": _columns(columns, f"{where}: columns"),
+    }
+
+
+MAX_DECIMAL_SCALE = 37  # DECIMAL(38, s) keeps at least one digit before the point
+
+
+def _scale(value: Any) -> int:
+    if isinstance(value, bool) or int(value) != value or not 0 <= int(value) <= MAX_DECIMAL_SCALE:
+        raise ValueError
+    return int(value)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 0:
+        raise ValueError
+    return int(value)
+
+
+def _columns(raw: Any, where: str) -> tuple[DeclaredColumn, ...]:
+    """Spice's dataset ``columns:``: ``name``, optional ``type`` (an SQL type name),
+    ``description``, and ``metadata: {json_object: "*"}`` on at most one column."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: expected a list of {{name: <column>}} entries")
+    declared: list[DeclaredColumn] = []
+    for index, entry in enumerate(raw):
+        entry_where = f"{where}[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{entry_where}: expected a mapping such as {{name: city}}")
+        _reject_unknown(entry, COLUMN_KEYS, entry_where)
+        get = _Getter(entry, entry_where)
+        name = get.string("name")
+        if not name:
+            raise ConfigError(f"{entry_where}.name: required")
+        if any(c.name == name for c in declared):
+            raise ConfigError(f"{entry_where}.name: column {name!r} is declared twice")
+        type_text = get.string("type")
+        try:
+            type_ = parse_type(type_text) if type_text else None
+        except ValueError as e:
+            raise ConfigError(f"{entry_where}.type: {e}") from e
+        metadata = get.mapping("metadata")
+        unknown = sorted(set(metadata) - {"json_object"})
+        if unknown:
+            raise ConfigError(
+                f"{entry_where}.metadata.{unknown[0]}: unknown key (only json_object is read)"
+            )
+        json_object = "json_object" in metadata
+        if json_object and metadata["json_object"] != "*":
+            raise ConfigError(
+                f'{entry_where}.metadata.json_object: only "*" (every undeclared attribute) '
+                f"is supported, got {metadata['json_object']!r}"
+            )
+        if json_object and type_ not in (None, ColumnType.JSON):
+            raise ConfigError(f"{entry_where}.type: a json_object column is JSON, got {type_}")
+        if json_object and any(c.json_object for c in declared):
+            raise ConfigError(
+                f"{entry_where}.metadata.json_object: only one column can collect the "
+                "undeclared attributes"
+            )
+        declared.append(
+            DeclaredColumn(name, type_, get.string("description"), json_object=json_object)
+        )
+        get.reject_rest()
+    return tuple(declared)
 
 
 def _acceleration(raw: Any, name: str, where: str, base: Path) -> AccelerationSettings:

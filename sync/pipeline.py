@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sync.accelerators.base import Accelerator
 from sync.changes import ChangeBatch, Checkpoint
 from sync.dynamodb.client import DynamoDBClients, make_clients
-from sync.dynamodb.convert import infer_columns
+from sync.dynamodb.convert import TypeOptions, infer_columns
 from sync.dynamodb.records import evolve_spec, image_rows, stream_rows, upserts
 from sync.dynamodb.scan import auto_segments, scan_table
 from sync.dynamodb.stream import StreamReader
@@ -51,6 +51,7 @@ class DatasetSync:
     ) -> None:
         self.settings = settings
         self.accelerator = accelerator
+        self._types = TypeOptions.for_dataset(settings, accelerator.type_support)
         self._snapshotter = snapshotter if settings.snapshots.creates else None
         self._batches_since_snapshot = 0
         self._last_snapshot_started = time.time()
@@ -221,9 +222,9 @@ class DatasetSync:
         ):
             if items == 0:
                 sample = page.slice(0, self.settings.schema_infer_max_records)
-                spec = spec.with_columns(infer_columns(sample))
-            spec = evolve_spec(spec, page)
-            rows = image_rows(spec, page, page, upserts(len(page)))
+                spec = spec.with_columns(infer_columns(sample, options=self._types, key=spec.key))
+            spec = evolve_spec(spec, page, self._types)
+            rows = image_rows(spec, page, page, upserts(len(page)), self._types)
             self.accelerator.apply(name, spec, ChangeBatch(rows, None, records=len(page)))
             items += len(page)
             now = time.time()
@@ -282,7 +283,7 @@ class DatasetSync:
             round_started = time.time()
             poll = reader.poll()
             self._shards_active = reader.active_shards
-            rows, spec, newest = stream_rows(self._spec, poll.pages)
+            rows, spec, newest = stream_rows(self._spec, poll.pages, self._types)
             if poll.caught_up:
                 # Nothing left to read: the mirror is current as of this round's start.
                 watermark = round_started

@@ -12,6 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
+from sync.schema import DeclaredColumn
+
 RetentionBehavior = Literal["error", "ready_before_load", "ready_after_load"]
 Engine = Literal["duckdb", "sqlite", "postgres"]
 Mode = Literal["memory", "file"]
@@ -93,3 +95,11 @@ class DatasetSettings:
     topology_refresh: timedelta = timedelta(seconds=30)
     error_retry: timedelta = timedelta(seconds=30)
     snapshots: SnapshotPolicy = SnapshotPolicy()  # a dataset in error tries again this often
+    # How values become columns (README, "Types").
+    number_type: Literal["auto", "decimal"] = "auto"
+    decimal_scale: int = 9
+    number_overflow: Literal["widen", "error"] = "widen"
+    time_format: str = "2006-01-02T15:04:05.000Z07:00"
+    unnest_depth: int = 0
+    columns: tuple[DeclaredColumn, ...] = ()  # the spicepod's declared ``columns:``
+    ttl_deletes: Literal["hard", "soft"] = "hard"

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from sync.accelerators.query import QueryHandle
 from sync.changes import ChangeBatch, Checkpoint
-from sync.schema import TableSpec
+from sync.schema import TableSpec, TypeSupport
 from sync.settings import AccelerationSettings
 
 CHECKPOINT_TABLE = "_dynamirror_checkpoints"
@@ -21,6 +21,7 @@ class Accelerator(Protocol):
     """
 
     engine: str
+    type_support: TypeSupport  # the nested types it holds; the rest is stored as JSON
 
     def table_spec(self, name: str) -> TableSpec | None:
         """The table as the engine holds it now, or None if it does not exist."""

@@ -15,7 +15,15 @@ import pyarrow as pa
 from sync.accelerators import sql
 from sync.accelerators.query import QueryError
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
-from sync.schema import Column, ColumnType, TableSpec
+from sync.schema import (
+    Column,
+    ColumnType,
+    ListType,
+    SqlType,
+    StructType,
+    TableSpec,
+    TypeSupport,
+)
 from sync.settings import AccelerationSettings
 
 TYPE_NAMES = {
@@ -25,8 +33,35 @@ TYPE_NAMES = {
     ColumnType.BOOLEAN: "BOOLEAN",
     ColumnType.BLOB: "BLOB",
     ColumnType.JSON: "JSON",
+    ColumnType.TIMESTAMP: "TIMESTAMPTZ",
+    ColumnType.DATE: "DATE",
 }
+TYPE_SUPPORT = TypeSupport(structs=True, lists="any")
 ROWS_PER_BATCH = 64 * 1024
+
+
+def type_name(type_: SqlType) -> str:
+    """DuckDB's name for a column type: STRUCT and LIST for maps and lists."""
+    if isinstance(type_, ColumnType):
+        return TYPE_NAMES[type_]
+    if isinstance(type_, ListType):
+        return f"{type_name(type_.element)}[]"
+    if isinstance(type_, StructType):
+        fields = ", ".join(f"{sql.quote(n)} {type_name(t)}" for n, t in type_.fields)
+        return f"STRUCT({fields})"
+    return str(type_)  # DECIMAL(p,s)
+
+
+def _using(name: str, before: SqlType, after: SqlType) -> str:
+    """How ALTER COLUMN … TYPE converts the values a widened column already holds: STRUCT and
+    LIST become JSON text, binary its base64 text (as new values are rendered)."""
+    column = sql.quote(name)
+    if after in (ColumnType.VARCHAR, ColumnType.JSON):
+        if isinstance(before, ListType | StructType):
+            return f" USING to_json({column})::{TYPE_NAMES[after]}"  # type: ignore[index]
+        if before is ColumnType.BLOB:
+            return f" USING base64({column})"
+    return ""
 
 
 class DuckDBQueryHandle:
@@ -67,6 +102,7 @@ class DuckDBAccelerator:
     """One DuckDB database (a file, or in memory) holding mirrored tables and checkpoints."""
 
     engine = "duckdb"
+    type_support = TYPE_SUPPORT
 
     def __init__(self, settings: AccelerationSettings) -> None:
         # Queries share this database: no file or network access from SQL, and settings
@@ -109,14 +145,14 @@ class DuckDBAccelerator:
         key = tuple(key_row[0]) if key_row else ()
         return TableSpec(
             name,
-            tuple(Column(n, sql.type_from_name(t, TYPE_NAMES)) for n, t in columns),
+            tuple(Column(n, sql.type_from_name(t)) for n, t in columns),
             key,
         )
 
     def create_table(self, spec: TableSpec) -> None:
         with self._transaction() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
-            cur.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            cur.execute(sql.create_table_sql(spec, type_name))
         self._specs[spec.name] = spec
 
     def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
@@ -159,7 +195,7 @@ class DuckDBAccelerator:
         if current == spec:
             return
         if current is None:
-            cur.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            cur.execute(sql.create_table_sql(spec, type_name))
             return
         table = sql.quote(spec.name)
         for column in spec.columns:
@@ -167,12 +203,14 @@ class DuckDBAccelerator:
             if existing is None:
                 cur.execute(
                     f"ALTER TABLE {table} ADD COLUMN {sql.quote(column.name)} "
-                    f"{TYPE_NAMES[column.type]}"
+                    f"{type_name(column.type)}"
                 )
             elif existing.type != column.type:
+                # A STRUCT gaining fields is cast by name (old rows get nulls in the new ones).
                 cur.execute(
                     f"ALTER TABLE {table} ALTER COLUMN {sql.quote(column.name)} "
-                    f"TYPE {TYPE_NAMES[column.type]}"
+                    f"TYPE {type_name(column.type)}"
+                    f"{_using(column.name, existing.type, column.type)}"
                 )
 
     @staticmethod

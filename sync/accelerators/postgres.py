@@ -41,7 +41,15 @@ from sync.accelerators import sql
 from sync.accelerators.base import CHECKPOINT_TABLE
 from sync.accelerators.query import QueryError
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
-from sync.schema import Column, ColumnType, TableSpec
+from sync.schema import (
+    Column,
+    ColumnType,
+    DecimalType,
+    ListType,
+    SqlType,
+    TableSpec,
+    TypeSupport,
+)
 from sync.settings import AccelerationSettings
 
 TYPE_NAMES = {
@@ -51,7 +59,37 @@ TYPE_NAMES = {
     ColumnType.BOOLEAN: "boolean",
     ColumnType.BLOB: "bytea",
     ColumnType.JSON: "jsonb",
+    ColumnType.TIMESTAMP: "timestamptz",
+    ColumnType.DATE: "date",
 }
+# Arrays of one scalar type; maps, and lists of mixed or nested values, are jsonb.
+TYPE_SUPPORT = TypeSupport(structs=False, lists="uniform")
+
+
+def type_name(type_: SqlType) -> str:
+    if isinstance(type_, ColumnType):
+        return TYPE_NAMES[type_]
+    if isinstance(type_, DecimalType):
+        return f"numeric({type_.precision},{type_.scale})"
+    if isinstance(type_, ListType) and not isinstance(type_.element, ListType):
+        return f"{type_name(type_.element)}[]"
+    return "jsonb"
+
+
+def _using(name: str, before: SqlType, after: SqlType) -> str:
+    """The USING expression of ALTER COLUMN … TYPE: values already stored, converted as new
+    values of the widened column are (arrays to JSON, binary to its base64 text)."""
+    column = sql.quote(name)
+    if after is ColumnType.JSON and isinstance(before, ListType):
+        return f"to_jsonb({column})"
+    if after is ColumnType.VARCHAR:
+        if isinstance(before, ListType):
+            return f"to_jsonb({column})::text"
+        if before is ColumnType.BLOB:
+            return f"translate(encode({column}, 'base64'), E'\\n', '')"
+    return f"{column}::{type_name(after)}"
+
+
 ROWS_PER_BATCH = 16 * 1024  # rows per Arrow batch of a query result
 ROWS_PER_CHUNK = 4 * 1024  # rows libpq buffers per network read of a query result
 IDLE_QUERY_CONNECTIONS = 4  # query connections kept open between queries
@@ -197,7 +235,10 @@ _OID_ARROW: dict[int, pa.DataType] = {
     1009: pa.list_(pa.string()),
     1015: pa.list_(pa.string()),
     3807: pa.list_(pa.string()),  # jsonb[]
+    1182: pa.list_(pa.date32()),
+    1185: pa.list_(pa.timestamp("us", tz="UTC")),
 }
+_NUMERIC_ARRAY = 1231
 _NUMERIC = 1700
 _AS_TEXT = ("json", "jsonb", "uuid")  # loaded as their text, not parsed into Python objects
 
@@ -213,6 +254,8 @@ def arrow_type(oid: int, modifier: int) -> pa.DataType:
         if modifier >= 4 and 0 < precision <= 38:
             return pa.decimal128(precision, scale)
         return pa.float64()
+    if oid == _NUMERIC_ARRAY:
+        return pa.list_(arrow_type(_NUMERIC, modifier))
     return _OID_ARROW.get(oid, pa.string())
 
 
@@ -416,6 +459,7 @@ class PostgresAccelerator:
     """
 
     engine = "postgres"
+    type_support = TYPE_SUPPORT
 
     def __init__(self, settings: AccelerationSettings) -> None:
         # No I/O here: a server that is not up yet only fails the calls that need it.
@@ -487,7 +531,7 @@ class PostgresAccelerator:
             )
         with self._transaction() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
-            cur.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            cur.execute(sql.create_table_sql(spec, type_name))
         self._specs[spec.name] = spec
 
     def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
@@ -529,16 +573,17 @@ class PostgresAccelerator:
         if current == spec:
             return
         if current is None:
-            cur.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            cur.execute(sql.create_table_sql(spec, type_name))
             return
         changes = []
         for column in spec.columns:
-            name, type_name = sql.quote(column.name), TYPE_NAMES[column.type]
+            name, new_type = sql.quote(column.name), type_name(column.type)
             existing = current.column(column.name)
             if existing is None:
-                changes.append(f"ADD COLUMN {name} {type_name}")
+                changes.append(f"ADD COLUMN {name} {new_type}")
             elif existing.type != column.type:
-                changes.append(f"ALTER COLUMN {name} TYPE {type_name} USING {name}::{type_name}")
+                using = _using(column.name, existing.type, column.type)
+                changes.append(f"ALTER COLUMN {name} TYPE {new_type} USING {using}")
         if changes:  # one statement: a type change rewrites the table once, not per column
             cur.execute(f"ALTER TABLE {sql.quote(spec.name)} {', '.join(changes)}")
 
@@ -612,6 +657,11 @@ _COLUMNS = (
     "SELECT column_name, data_type FROM information_schema.columns "
     "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
 )
+_COLUMN_TYPES = (  # format_type: numeric(38,9), text[], timestamp with time zone
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+    "WHERE a.attrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)) "
+    "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+)
 _PRIMARY_KEY = (
     "SELECT a.attname FROM pg_index i "
     "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position) "
@@ -628,13 +678,11 @@ _PRIMARY_KEY_NAME = (
 
 
 def _table_spec(cur: psycopg.Cursor[Any], name: str) -> TableSpec | None:
-    columns = cur.execute(_COLUMNS, [name]).fetchall()
+    columns = cur.execute(_COLUMN_TYPES, [name]).fetchall()
     if not columns:
         return None
     key = tuple(row[0] for row in cur.execute(_PRIMARY_KEY, [name]).fetchall())
-    return TableSpec(
-        name, tuple(Column(n, sql.type_from_name(t, TYPE_NAMES)) for n, t in columns), key
-    )
+    return TableSpec(name, tuple(Column(n, sql.type_from_name(t)) for n, t in columns), key)
 
 
 def _conform(rows: pa.Table, spec: TableSpec) -> pa.Table:
@@ -676,7 +724,7 @@ def _copy_into(cur: psycopg.Cursor[Any], table: str, rows: pa.Table, spec: Table
 def _merge(cur: psycopg.Cursor[Any], spec: TableSpec, rows: pa.Table) -> None:
     """Stage the batch (one row per key), delete the deleted keys, upsert the rest."""
     table = sql.quote(spec.name)
-    stage_columns = ", ".join(f"{sql.quote(c.name)} {TYPE_NAMES[c.type]}" for c in spec.columns)
+    stage_columns = ", ".join(f"{sql.quote(c.name)} {type_name(c.type)}" for c in spec.columns)
     cur.execute(f"CREATE TEMP TABLE {STAGE} (_op smallint, {stage_columns}) ON COMMIT DROP")
     _copy_into(cur, STAGE, rows, spec)
     ops = rows.column(OP_COLUMN)

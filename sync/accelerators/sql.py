@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from sync.accelerators.base import CHECKPOINT_TABLE
 from sync.changes import Checkpoint, ShardPosition
-from sync.schema import ColumnType, TableSpec
+from sync.schema import ColumnType, SqlType, TableSpec, parse_type
 
 CHECKPOINT_DDL = (
     f"CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} ("
@@ -29,9 +29,9 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def create_table_sql(spec: TableSpec, type_names: Mapping[ColumnType, str]) -> str:
+def create_table_sql(spec: TableSpec, type_name: Callable[[SqlType], str]) -> str:
     columns = [
-        f"{quote(c.name)} {type_names[c.type]}{' NOT NULL' if c.name in spec.key else ''}"
+        f"{quote(c.name)} {type_name(c.type)}{' NOT NULL' if c.name in spec.key else ''}"
         for c in spec.columns
     ]
     key = ", ".join(quote(k) for k in spec.key)
@@ -72,13 +72,12 @@ def _opt(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def type_from_name(name: str, type_names: Mapping[ColumnType, str]) -> ColumnType:
+def type_from_name(name: str) -> SqlType:
     """The column type an engine's declared type name stands for (VARCHAR if unknown)."""
-    wanted = name.upper()
-    for ctype, engine_name in type_names.items():
-        if engine_name.upper() == wanted:
-            return ctype
-    return ColumnType.VARCHAR
+    try:
+        return parse_type(name)
+    except ValueError:
+        return ColumnType.VARCHAR
 
 
 def key_match(key: Iterable[str], left: str, right: str) -> str:

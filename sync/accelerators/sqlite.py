@@ -7,6 +7,8 @@ the sync writes (WAL readers never wait for the writer).
 
 from __future__ import annotations
 
+import base64
+import decimal
 import os
 import sqlite3
 import tempfile
@@ -22,9 +24,13 @@ import pyarrow.compute as pc
 from sync.accelerators import sql
 from sync.accelerators.query import QueryError
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
-from sync.schema import Column, ColumnType, TableSpec
+from sync.schema import Column, ColumnType, DecimalType, SqlType, TableSpec, TypeSupport
 from sync.settings import AccelerationSettings
 
+# SQLite keeps a declared type name as written; values follow its affinity. TIMESTAMP is stored
+# as ISO 8601 text in UTC ('2024-01-02 03:04:05.123456Z'), DATE as 'YYYY-MM-DD', DECIMAL as its
+# exact digits in a DECIMAL_TEXT(p,s) column (TEXT affinity: NUMERIC affinity would keep only
+# 15 significant digits), maps, lists and sets as JSON text.
 TYPE_NAMES = {
     ColumnType.BIGINT: "BIGINT",
     ColumnType.DOUBLE: "DOUBLE",
@@ -32,9 +38,46 @@ TYPE_NAMES = {
     ColumnType.BOOLEAN: "BOOLEAN",
     ColumnType.BLOB: "BLOB",
     ColumnType.JSON: "JSON",
+    ColumnType.TIMESTAMP: "TIMESTAMP",
+    ColumnType.DATE: "DATE",
 }
+TYPE_SUPPORT = TypeSupport(structs=False, lists="none")
 ROWS_PER_BATCH = 64 * 1024
 _PY_ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bytes: pa.binary()}
+
+
+def type_name(type_: SqlType) -> str:
+    if isinstance(type_, ColumnType):
+        return TYPE_NAMES[type_]
+    if isinstance(type_, DecimalType):
+        return f"DECIMAL_TEXT({type_.precision},{type_.scale})"
+    return "JSON"  # no STRUCT or LIST in SQLite
+
+
+def _converted(name: str, before: SqlType, after: SqlType) -> str:
+    """A column's values as a rebuilt table takes them: booleans widened to text read
+    true / false, binary its base64 text, as new values are written."""
+    column = sql.quote(name)
+    if after is ColumnType.VARCHAR and before is ColumnType.BOOLEAN:
+        return f"CASE WHEN {column} THEN 'true' WHEN NOT {column} THEN 'false' END"
+    if after is ColumnType.VARCHAR and before is ColumnType.BLOB:
+        return f"{_BASE64}({column})"
+    return column
+
+
+_BASE64 = "_dynamirror_base64"  # SQLite has none: registered on the writer (rebuilds only)
+
+
+def _base64(value: object) -> str | None:
+    return base64.b64encode(value).decode() if isinstance(value, bytes) else None
+
+
+def _bindable(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column as values sqlite3 binds without adapters: instants, dates and decimals as text."""
+    kind = column.type
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_decimal(kind):
+        return pc.cast(column, pa.string())
+    return column
 
 
 class SQLiteQueryHandle:
@@ -46,7 +89,7 @@ class SQLiteQueryHandle:
 
     dialect = "sqlite"
 
-    def __init__(self, path: Path, column_types: Mapping[str, ColumnType]) -> None:
+    def __init__(self, path: Path, column_types: Mapping[str, SqlType]) -> None:
         self._path = path
         self._column_types = column_types
 
@@ -66,7 +109,7 @@ class SQLiteQueryHandle:
         return pa.RecordBatchReader.from_batches(schema, _batches(con, cur, first, schema))
 
     def _arrow_type(self, name: str, index: int, rows: list[tuple[object, ...]]) -> pa.DataType:
-        ctype = self._column_types.get(name)
+        ctype: SqlType | None = self._column_types.get(name)
         if ctype is not None:
             return ctype.arrow
         for row in rows:
@@ -97,13 +140,26 @@ def _to_arrow(values: Sequence[object], type_: pa.DataType) -> pa.Array:
         # SQLite stores booleans as 0/1 and lets a column hold mixed kinds of values.
         if pa.types.is_boolean(type_):
             return pa.array([None if v is None else bool(v) for v in values], type_)
+        if pa.types.is_decimal(type_):  # REAL values: back to the column's scale
+            exact = [None if v is None else _decimal(v, type_.scale) for v in values]
+            return pa.array(exact, type_)
         return pa.array([None if v is None else str(v) for v in values], pa.string()).cast(type_)
+
+
+_DECIMALS = decimal.Context(prec=80)  # room for DECIMAL(38, s) whatever the scale
+
+
+def _decimal(value: object, scale: int) -> decimal.Decimal:
+    return decimal.Decimal(str(value)).quantize(
+        decimal.Decimal(1).scaleb(-scale), context=_DECIMALS
+    )
 
 
 class SQLiteAccelerator:
     """One SQLite database holding mirrored tables and checkpoints."""
 
     engine = "sqlite"
+    type_support = TYPE_SUPPORT
 
     def __init__(self, settings: AccelerationSettings) -> None:
         self._temporary = settings.mode == "memory"
@@ -120,6 +176,7 @@ class SQLiteAccelerator:
         self._writer.execute("PRAGMA journal_mode = WAL")
         self._writer.execute("PRAGMA synchronous = NORMAL")
         self._writer.execute(sql.CHECKPOINT_DDL)
+        self._writer.create_function(_BASE64, 1, _base64, deterministic=True)
         self._lock = threading.RLock()
         self._specs: dict[str, TableSpec] = {}
         self._closed = False
@@ -130,14 +187,14 @@ class SQLiteAccelerator:
         if not info:
             return None
         # table_info rows: (cid, name, type, notnull, default, pk position or 0)
-        columns = tuple(Column(row[1], sql.type_from_name(row[2], TYPE_NAMES)) for row in info)
+        columns = tuple(Column(row[1], sql.type_from_name(row[2])) for row in info)
         key = tuple(row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5]))
         return TableSpec(name, columns, key)
 
     def create_table(self, spec: TableSpec) -> None:
         with self._transaction() as con:
             con.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
-            con.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            con.execute(sql.create_table_sql(spec, type_name))
         self._specs[spec.name] = spec
 
     def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
@@ -163,7 +220,9 @@ class SQLiteAccelerator:
                 con.executemany(f"DELETE FROM {table} WHERE {where}", keys)
             upserts = rows.filter(pc.equal(rows.column(OP_COLUMN), int(Op.UPSERT)))
             if upserts.num_rows:
-                values = zip(*(upserts.column(n).to_pylist() for n in names), strict=True)
+                values = zip(
+                    *(_bindable(upserts.column(n)).to_pylist() for n in names), strict=True
+                )
                 con.executemany(insert, values)
             if batch.checkpoint is not None:
                 self._store_checkpoint(con, dataset, batch.checkpoint)
@@ -174,15 +233,18 @@ class SQLiteAccelerator:
         if current == spec:
             return
         if current is None:
-            con.execute(sql.create_table_sql(spec, TYPE_NAMES))
+            con.execute(sql.create_table_sql(spec, type_name))
             return
         table = sql.quote(spec.name)
         if any((c := current.column(col.name)) and c.type != col.type for col in spec.columns):
             # SQLite cannot change a column's declared type: rebuild the table in place.
             scratch = sql.quote(f"_rebuild_{spec.name}")
-            con.execute(sql.create_table_sql(spec, TYPE_NAMES).replace(table, scratch, 1))
+            con.execute(sql.create_table_sql(spec, type_name).replace(table, scratch, 1))
             kept = ", ".join(sql.quote(c.name) for c in current.columns)
-            con.execute(f"INSERT INTO {scratch} ({kept}) SELECT {kept} FROM {table}")
+            values = ", ".join(
+                _converted(c.name, c.type, (spec.column(c.name) or c).type) for c in current.columns
+            )
+            con.execute(f"INSERT INTO {scratch} ({kept}) SELECT {values} FROM {table}")
             con.execute(f"DROP TABLE {table}")
             con.execute(f"ALTER TABLE {scratch} RENAME TO {table}")
             return
@@ -190,7 +252,7 @@ class SQLiteAccelerator:
             if current.column(column.name) is None:
                 con.execute(
                     f"ALTER TABLE {table} ADD COLUMN {sql.quote(column.name)} "
-                    f"{TYPE_NAMES[column.type]}"
+                    f"{type_name(column.type)}"
                 )
 
     @staticmethod
@@ -220,7 +282,7 @@ class SQLiteAccelerator:
             target.close()
 
     def query_handle(self) -> SQLiteQueryHandle:
-        types: dict[str, ColumnType] = {}
+        types: dict[str, SqlType] = {}
         clashes: set[str] = set()
         for spec in self._specs.values():
             for column in spec.columns:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 from pathlib import Path
@@ -142,8 +141,9 @@ def test_range_key_and_new_attributes_during_streaming(
     wait_for(lambda: len(rows()) == 1 and rows()[0]["sk"] == 2, what="changes applied")
     row = rows()[0]
     assert row["v"] == 2.5
-    assert sorted(json.loads(row["tags"])) == ["x", "y"]
-    assert json.loads(row["doc"]) == {"n": 1, "l": ["z", True]}
+    # DuckDB holds sets as LIST and maps as STRUCT; a list of mixed kinds unifies to text.
+    assert sorted(row["tags"]) == ["x", "y"]
+    assert row["doc"] == {"n": 1, "l": ["z", "true"]}
     assert sync.spec is not None and sync.spec.key == ("pk", "sk")
 
 

@@ -1,0 +1,25 @@
+"""The benchmark suite at a tiny size, as a smoke check that every section still runs.
+
+A benchmark is not a timed test: no figure is asserted here, only that each section measured
+something and the command succeeded (it exits 1 when a section fails).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--scale", "0.01", "--runs", "1", "--no-write"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "records/s" in result.stdout or "items/s" in result.stdout
