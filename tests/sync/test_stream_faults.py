@@ -220,14 +220,12 @@ def _resume_beyond_retention(
     running.remove(first)
     for version in range(1, 101):
         mutate(ddb, table_name, rng, 200, version)
-    proxy.configure(retention=0.5)
-    time.sleep(1.0)  # every record, and the checkpoint's position, is now trimmed
-    second = start(replace(settings, shard_retention=timedelta(seconds=0.5)), running)
+    time.sleep(2.0)  # the checkpoint is now older than the stream's retention (1.5 s)
+    second = start(replace(settings, shard_retention=timedelta(seconds=1.5)), running)
     wait_for(
         lambda: second.status().state is State.ERROR or second.status().reinitializations > 0,
         what="the stale checkpoint to be detected",
     )
-    proxy.configure(retention=86400.0)
     return second
 
 
