@@ -11,6 +11,7 @@ import pytest
 
 from sync.pipeline import DatasetSync
 from tests.dynamo import Emulator, start_emulator
+from tests.runtime_process import RuntimeProcess
 
 _names = itertools.count()
 
@@ -50,3 +51,12 @@ def pg_connection() -> Iterator[dict[str, str]]:
 
     with postgres_schema() as connection:
         yield connection
+
+
+@pytest.fixture
+def runtimes() -> Iterator[list[RuntimeProcess]]:
+    """``flightsrv run`` subprocesses started by a test, killed after it."""
+    started: list[RuntimeProcess] = []
+    yield started
+    for runtime in started:
+        runtime.kill()

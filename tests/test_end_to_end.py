@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,6 @@ import pytest
 from tests.dynamo import Emulator, create_table, normalise, random_item, scan_all
 from tests.harness import mutate, wait_for
 from tests.runtime_process import RuntimeProcess, dataset_entry
-
-
-@pytest.fixture
-def runtimes() -> Iterator[list[RuntimeProcess]]:
-    started: list[RuntimeProcess] = []
-    yield started
-    for runtime in started:
-        runtime.kill()
 
 
 def query(uri: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

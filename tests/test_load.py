@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,6 @@ BIG_QUERY = (
     f"repeat('x', 40) AS pad FROM range({BIG_ROWS})"
 )
 MAX_SERVER_GROWTH_BYTES = 96 * 1024 * 1024
-
-
-@pytest.fixture
-def runtimes() -> Iterator[list[RuntimeProcess]]:
-    started: list[RuntimeProcess] = []
-    yield started
-    for runtime in started:
-        runtime.kill()
 
 
 def _memory_kib(pid: int) -> dict[str, int]:

@@ -5,7 +5,6 @@ schema evolving while the stream runs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -69,14 +68,6 @@ def is_utc_microseconds(kind: pa.DataType) -> bool:
 # JSON text for the rest.
 STRUCTS = {"duckdb"}
 ARRAYS = {"duckdb", "postgres"}
-
-
-@pytest.fixture
-def runtimes() -> Iterator[list[RuntimeProcess]]:
-    started: list[RuntimeProcess] = []
-    yield started
-    for runtime in started:
-        runtime.kill()
 
 
 def fetch(uri: str, sql: str) -> pa.Table:

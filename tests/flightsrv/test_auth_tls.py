@@ -251,14 +251,6 @@ def test_tls_files_must_be_pem(tmp_path: Path, cert: Certificate) -> None:
 # --- the runtime, as a user runs it -----------------------------------------------------------
 
 
-@pytest.fixture
-def runtimes() -> Iterator[list[RuntimeProcess]]:
-    started: list[RuntimeProcess] = []
-    yield started
-    for runtime in started:
-        runtime.kill()
-
-
 def test_runtime_serves_tls_and_api_keys_from_the_spicepod(
     tmp_path: Path, cert: Certificate, runtimes: list[RuntimeProcess]
 ) -> None:
