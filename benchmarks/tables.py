@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -23,7 +24,7 @@ from benchmarks.apply import load_pages
 from benchmarks.bodies import scan_bodies
 from benchmarks.common import free_port
 from benchmarks.fakedynamo import SEQUENCE_NUMBER, SHARD_ID, stream_arn
-from benchmarks.processes import CREDENTIALS, REGION
+from benchmarks.processes import dynamodb_dataset
 from sync.accelerators.base import open_accelerator
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op, ShardPosition
 from sync.dynamodb.records import rows_schema
@@ -164,25 +165,8 @@ class FakeDynamoProcess:
 
 def mirror_dataset(
     name: str, endpoint: str, file: Path, engine: str = "duckdb", **params: str
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """A spicepod dataset served from ``file``, its source the fake endpoint."""
-    return {
-        "from": f"dynamodb:{name}",
-        "name": name,
-        "params": {
-            "dynamodb_aws_region": REGION,
-            "dynamodb_aws_auth": "key",
-            "dynamodb_aws_access_key_id": CREDENTIALS["aws_access_key_id"],
-            "dynamodb_aws_secret_access_key": CREDENTIALS["aws_secret_access_key"],
-            "endpoint_url": endpoint,
-            "scan_interval": "1s",
-            **params,
-        },
-        "acceleration": {
-            "enabled": True,
-            "engine": engine,
-            "mode": "file",
-            "refresh_mode": "changes",
-            "params": {f"{engine}_file": str(file)},
-        },
-    }
+    dataset = dynamodb_dataset(name, endpoint, engine=engine, **{"scan_interval": "1s", **params})
+    dataset["acceleration"]["params"] = {f"{engine}_file": str(file)}
+    return dataset
