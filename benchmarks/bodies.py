@@ -14,6 +14,8 @@ import random
 from typing import Any
 
 GET_RECORDS_LIMIT = 1000
+SCAN_PAGE_ITEMS = 2000
+FIRST_SEQUENCE = 10**20  # DynamoDB sequence numbers are 21+ digits
 
 
 def item(rng: random.Random, key: int, version: int) -> dict[str, Any]:
@@ -49,7 +51,7 @@ def item(rng: random.Random, key: int, version: int) -> dict[str, Any]:
     }
 
 
-def scan_bodies(items: int, page_items: int = 2000, seed: int = 1) -> list[bytes]:
+def scan_bodies(items: int, page_items: int = SCAN_PAGE_ITEMS, seed: int = 1) -> list[bytes]:
     """Scan response bodies holding ``items`` items in pages of ``page_items``."""
     rng = random.Random(seed)
     bodies = []
@@ -66,7 +68,7 @@ def get_records_bodies(records: int, keys: int, seed: int = 2) -> list[bytes]:
     """GetRecords bodies: 60 % MODIFY, 25 % INSERT, 15 % REMOVE, keys repeating in a page."""
     rng = random.Random(seed)
     bodies = []
-    sequence = 10**20
+    sequence = FIRST_SEQUENCE
     for start in range(0, records, GET_RECORDS_LIMIT):
         page = []
         for _ in range(min(GET_RECORDS_LIMIT, records - start)):
@@ -90,9 +92,9 @@ def get_records_bodies(records: int, keys: int, seed: int = 2) -> list[bytes]:
                 },
             }
             if event != "REMOVE":
-                record["dynamodb"]["NewImage"] = item(rng, key, sequence)
+                record["dynamodb"]["NewImage"] = item(rng, key, sequence - FIRST_SEQUENCE)
             if event != "INSERT":
-                record["dynamodb"]["OldImage"] = item(rng, key, sequence - 1)
+                record["dynamodb"]["OldImage"] = item(rng, key, sequence - FIRST_SEQUENCE - 1)
             page.append(record)
         bodies.append(json.dumps({"Records": page, "NextShardIterator": f"it-{start}"}).encode())
     return bodies

@@ -1,6 +1,10 @@
 """Where the data path spends its time: cProfile of change apply and of bootstrap (DuckDB), on
 the same replayed bodies as :mod:`benchmarks.apply`.
 
+cProfile sees one thread, so the steps the runtime overlaps in threads (parsing in the reader's
+threads while the sync thread converts and applies) run here one after the other in this
+thread, with the same functions and the same batch sizes.
+
 cProfile sees Python functions and built-in C functions. Native code it cannot see (Cython
 and extension-module methods: pyarrow's JSON reader, DuckDB statements) counts in the *self*
 time of the Python function that calls it: the self time of the ``rawparse`` function calling
@@ -12,12 +16,20 @@ from __future__ import annotations
 
 import cProfile
 import pstats
-from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.apply import bootstrap_fast, changes_fast, settings
+from benchmarks.apply import INFER_MAX, KEY_SPEC, Trial, load_pages, settings
 from benchmarks.bodies import get_records_bodies, scan_bodies
 from benchmarks.common import Config, Section, table
+from benchmarks.replay import ReplayScan
+from sync.accelerators.base import open_accelerator
+from sync.bootstrap import load_scan
+from sync.changes import ChangeBatch, Checkpoint, ShardPosition
+from sync.dynamodb.convert import TypeOptions
+from sync.dynamodb.rawparse import parse_get_records, parse_scan
+from sync.dynamodb.records import stream_rows
+from sync.dynamodb.stream import GET_RECORDS_LIMIT, MAX_ROUND_RECORDS
+from sync.settings import AccelerationSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 TOP = 15
@@ -38,7 +50,46 @@ def _name(key: tuple[str, int, str]) -> str:
     return f"{func} ({where}:{line})"
 
 
-def profile(trial: tuple[Callable[[], int], Callable[[], None]]) -> tuple[pstats.Stats, int]:
+CHECKPOINT = Checkpoint("arn:stream", (ShardPosition("arn:stream", "shard-1", None, "1"),))
+
+
+def serial_changes(
+    acc_settings: AccelerationSettings, scan: list[bytes], bodies: list[bytes]
+) -> Trial:
+    """Change apply in one thread: parse a round's bodies, convert, apply with a checkpoint."""
+    acc = open_accelerator(acc_settings)
+    spec = load_pages(acc, ReplayScan(scan[:1]))
+    types = TypeOptions(acc.type_support)
+    per_round = MAX_ROUND_RECORDS // GET_RECORDS_LIMIT
+
+    def run() -> int:
+        nonlocal spec
+        records = 0
+        for start in range(0, len(bodies), per_round):
+            pages = [parse_get_records(body) for body in bodies[start : start + per_round]]
+            records += sum(page.count for page in pages)
+            rows, spec, _ = stream_rows(spec, pages, types)
+            acc.apply("orders", spec, ChangeBatch(rows, CHECKPOINT, records))
+        return records
+
+    return run, acc.close
+
+
+def serial_bootstrap(acc_settings: AccelerationSettings, bodies: list[bytes]) -> Trial:
+    """Bootstrap in one thread: each Scan body parsed, then loaded by ``load_scan``."""
+    acc = open_accelerator(acc_settings)
+
+    def run() -> int:
+        acc.create_table(KEY_SPEC)
+        pages = (parse_scan(body).items for body in bodies)
+        types = TypeOptions(acc.type_support)
+        _, items = load_scan(acc, "orders", KEY_SPEC, pages, types, INFER_MAX)
+        return items
+
+    return run, acc.close
+
+
+def profile(trial: Trial) -> tuple[pstats.Stats, int]:
     run, cleanup = trial
     profiler = cProfile.Profile()
     try:
@@ -53,7 +104,7 @@ def profile(trial: tuple[Callable[[], int], Callable[[], None]]) -> tuple[pstats
 # The stages each benchmark loop calls one after the other (their times do not overlap).
 PARSE = "parse (rawparse: pyarrow's JSON reader)"
 CONVERT = "convert (records/convert: types, columns, JSON text)"
-APPLY = "apply (the accelerator: one transaction per page)"
+APPLY = "apply (the accelerator: one transaction per round or batch)"
 STAGES = {
     "Change apply": {
         PARSE: (("rawparse.py", "parse_get_records"),),
@@ -138,8 +189,8 @@ def run(cfg: Config) -> Section:
         "cumulative share of the loop's three steps, which run one after the other.",
     )
     for title, trial in (
-        ("Change apply", changes_fast(acc, scan, records)),
-        ("Bootstrap", bootstrap_fast(acc, scan)),
+        ("Change apply", serial_changes(acc, scan, records)),
+        ("Bootstrap", serial_bootstrap(acc, scan)),
     ):
         stats, count = profile(trial)
         section.add("", f"### {title}", "", *tables_for(stats, count, STAGES[title]))

@@ -25,6 +25,7 @@ from benchmarks.bodies import scan_bodies
 from benchmarks.common import free_port
 from benchmarks.fakedynamo import SEQUENCE_NUMBER, SHARD_ID, stream_arn
 from benchmarks.processes import dynamodb_dataset
+from benchmarks.replay import ReplayScan
 from sync.accelerators.base import open_accelerator
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op, ShardPosition
 from sync.dynamodb.records import rows_schema
@@ -112,7 +113,7 @@ def write_orders_mirror(path: Path, rows: int, seed_items: int = 10_000) -> floa
     path.unlink(missing_ok=True)
     seed_items = min(seed_items, rows)
     with open_accelerator(AccelerationSettings("duckdb", "file", path)) as acc:
-        staging = load_pages(acc, scan_bodies(seed_items), "orders__bootstrap")
+        staging = load_pages(acc, ReplayScan(scan_bodies(seed_items)), "orders__bootstrap")
         acc.swap_in("orders", staging, "orders", _checkpoint("orders"))
     number = "CAST(substr(order_id, 3) AS BIGINT) + r.k * " + str(seed_items)
     with duckdb.connect(str(path)) as con:

@@ -10,14 +10,16 @@ import logging
 import threading
 import time
 from collections import deque
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from sync.accelerators.base import Accelerator
+from sync.bootstrap import load_scan
 from sync.changes import ChangeBatch, Checkpoint
 from sync.dynamodb.client import DynamoDBClients, make_clients
-from sync.dynamodb.convert import TypeOptions, infer_columns
-from sync.dynamodb.records import evolve_spec, image_rows, stream_rows, upserts
+from sync.dynamodb.convert import TypeOptions
+from sync.dynamodb.records import stream_rows
 from sync.dynamodb.scan import auto_segments, scan_table
 from sync.dynamodb.stream import StreamReader
 from sync.dynamodb.table import TableDescription, describe_table
@@ -215,18 +217,10 @@ class DatasetSync:
         self._set_state(State.REBOOTSTRAPPING if serve_old else State.BOOTSTRAPPING)
         spec = table.empty_spec(staging_name)
         self.accelerator.create_table(spec)
-        items = 0
         last_log = started
-        for page in scan_table(
-            self._clients, table.name, segments, self._stop, self._count_transient
-        ):
-            if items == 0:
-                sample = page.slice(0, self.settings.schema_infer_max_records)
-                spec = spec.with_columns(infer_columns(sample, options=self._types, key=spec.key))
-            spec = evolve_spec(spec, page, self._types)
-            rows = image_rows(spec, page, page, upserts(len(page)), self._types)
-            self.accelerator.apply(name, spec, ChangeBatch(rows, None, records=len(page)))
-            items += len(page)
+
+        def progress(items: int) -> None:
+            nonlocal last_log
             now = time.time()
             self._bootstrap = BootstrapProgress(
                 items, max(table.item_count, items), items / max(now - started, 1e-6), started
@@ -234,6 +228,17 @@ class DatasetSync:
             if now - last_log >= PROGRESS_LOG_S:
                 last_log = now
                 self._log_progress()
+
+        pages = scan_table(self._clients, table.name, segments, self._stop, self._count_transient)
+        spec, items = load_scan(
+            self.accelerator,
+            name,
+            spec,
+            pages,
+            self._types,
+            self.settings.schema_infer_max_records,
+            progress,
+        )
         elapsed = time.time() - started
         if elapsed > self.settings.shard_retention.total_seconds():
             raise RetentionExceeded(
@@ -279,41 +284,42 @@ class DatasetSync:
         # An idle stream still moves its checkpoint's watermark forward, well within retention.
         keepalive = min(CHECKPOINT_KEEPALIVE_S, self.settings.shard_retention.total_seconds() / 4)
         next_table_check = time.monotonic() + refresh
-        while not self._stop.is_set():
-            round_started = time.time()
-            poll = reader.poll()
-            self._shards_active = reader.active_shards
-            rows, spec, newest = stream_rows(self._spec, poll.pages, self._types)
-            if poll.caught_up:
-                # Nothing left to read: the mirror is current as of this round's start.
-                watermark = round_started
-            else:
-                watermark = newest if newest is not None else self._watermark
-            stale = time.time() - (self._last_checkpoint_at or 0) >= keepalive
-            if (
-                poll.pages
-                or poll.drained_shards
-                or poll.topology_changed
-                or (poll.caught_up and stale)
-            ):
-                when = datetime.fromtimestamp(watermark, UTC) if watermark else None
-                self._commit(spec, ChangeBatch(rows, reader.checkpoint(when), poll.records))
-                self._spec = spec
-                self._records_consumed += poll.records
-                self._batches_since_snapshot += 1 if poll.records else 0
-            self._watermark = watermark
-            self._snapshot()
-            self._update_readiness()
-            if time.monotonic() >= next_table_check:
-                next_table_check = time.monotonic() + refresh
-                self._check_stream_unchanged(table)
-            if self._refresh.is_set():
-                raise _RefreshRequested
-            # Idle: wait. Empty pages before the tip is confirmed are re-polled sooner.
-            if poll.records == 0 and self._stop.wait(
-                interval if poll.caught_up else min(interval, UNCONFIRMED_POLL_S)
-            ):
-                return
+        with closing(reader.rounds()) as rounds:
+            for poll in rounds:
+                self._shards_active = poll.active_shards
+                rows, spec, newest = stream_rows(self._spec, poll.pages, self._types)
+                if poll.caught_up:
+                    # Nothing left to read: the mirror is current as of this round's start.
+                    watermark = poll.started
+                else:
+                    watermark = newest if newest is not None else self._watermark
+                stale = time.time() - (self._last_checkpoint_at or 0) >= keepalive
+                if (
+                    poll.pages
+                    or poll.drained_shards
+                    or poll.topology_changed
+                    or (poll.caught_up and stale)
+                ):
+                    when = datetime.fromtimestamp(watermark, UTC) if watermark else None
+                    self._commit(spec, ChangeBatch(rows, poll.checkpoint(when), poll.records))
+                    self._spec = spec
+                    self._records_consumed += poll.records
+                    self._batches_since_snapshot += 1 if poll.records else 0
+                self._watermark = watermark
+                self._snapshot()
+                self._update_readiness()
+                if time.monotonic() >= next_table_check:
+                    next_table_check = time.monotonic() + refresh
+                    self._check_stream_unchanged(table)
+                if self._refresh.is_set():
+                    raise _RefreshRequested
+                # Idle: wait. Empty pages before the tip is confirmed are re-polled sooner.
+                if poll.records == 0 and self._stop.wait(
+                    interval if poll.caught_up else min(interval, UNCONFIRMED_POLL_S)
+                ):
+                    return
+                if self._stop.is_set():
+                    return
 
     def _snapshot(self, force: bool = False) -> None:
         """Snapshot the accelerator file when the trigger says so (and after a bootstrap)."""

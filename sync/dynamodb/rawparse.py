@@ -128,10 +128,12 @@ def _list_items(table: pa.Table, name: str) -> pa.StructArray | None:
 
 @dataclass(frozen=True)
 class RecordsPage:
-    """One GetRecords response: ``records`` is the ``Records`` array as Arrow structs."""
+    """One GetRecords response: ``records`` is the ``Records`` array as Arrow structs;
+    ``nbytes`` the body's size (a page near GetRecords' 1 MB limit means more is waiting)."""
 
     records: pa.StructArray | None
     next_shard_iterator: str | None
+    nbytes: int = 0
 
     @property
     def count(self) -> int:
@@ -153,7 +155,9 @@ class ScanPage:
 
 def parse_get_records(body: bytes) -> RecordsPage:
     table = _parse_object(body, _RECORDS_HINTS)
-    return RecordsPage(_list_items(table, "Records"), _scalar(table, "NextShardIterator"))
+    return RecordsPage(
+        _list_items(table, "Records"), _scalar(table, "NextShardIterator"), len(body)
+    )
 
 
 def parse_scan(body: bytes) -> ScanPage:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 GET_RECORDS_LIMIT = 1000
 MAX_PARALLEL_SHARDS = 8
+# A page at one of GetRecords' limits (1,000 records or 1 MB of data, which is more than 1 MB
+# of JSON) means the shard has a backlog: it is read again in the same round, up to this many
+# records, so a lagging stream is applied in few large transactions instead of many small ones.
+MAX_ROUND_RECORDS = 10_000
+FULL_PAGE_BYTES = 1 << 20
 # An open shard may answer empty pages before records that are already there (AWS does), so
 # a shard counts as caught up only after this many empty pages in a row.
 EMPTY_PAGES_CAUGHT_UP = 3
@@ -52,24 +57,34 @@ class _Shard:
 
 @dataclass
 class Poll:
-    """One poll round: pages in lineage-safe order and whether the stream is caught up."""
+    """One poll round: pages in lineage-safe order, whether the stream is caught up, and the
+    shard positions right after the round (so a checkpoint matches exactly these pages even
+    when the reader has moved on to the next round)."""
 
+    stream_arn: str
+    started: float  # epoch seconds: when the round began (the watermark when caught up)
     pages: list[RecordsPage] = field(default_factory=list)
     caught_up: bool = True
     drained_shards: int = 0
     topology_changed: bool = False  # shards found or forgotten: the checkpoint should follow
+    positions: tuple[ShardPosition, ...] = ()
+    active_shards: int = 0
 
     @property
     def records(self) -> int:
         return sum(p.count for p in self.pages)
 
+    def checkpoint(self, watermark: datetime | None) -> Checkpoint:
+        return Checkpoint(self.stream_arn, self.positions, watermark)
+
 
 class StreamReader:
     """The shard-lineage state machine of one stream.
 
-    Not thread-safe: one dataset's sync thread drives it (GetRecords calls of one round run in
-    a small pool). DescribeStream is rate-limited on AWS, so topology is refreshed on a
-    schedule and when a shard closes, not on every poll.
+    Not thread-safe: one thread at a time drives it (the dataset's sync thread, or the
+    read-ahead thread of :meth:`rounds`; GetRecords calls of one round run in a small pool).
+    DescribeStream is rate-limited on AWS, so topology is refreshed on a schedule and when a
+    shard closes, not on every poll.
     """
 
     def __init__(
@@ -79,8 +94,10 @@ class StreamReader:
         stop: threading.Event,
         on_transient: Callable[[SyncError], None],
         topology_refresh_s: float = 30.0,
+        page_limit: int = GET_RECORDS_LIMIT,
     ) -> None:
         self._clients = clients
+        self._page_limit = page_limit
         self.stream_arn = stream_arn
         self._stop = stop
         self._on_transient = on_transient
@@ -146,30 +163,53 @@ class StreamReader:
 
     # -- polling -----------------------------------------------------------------------------
 
-    def poll(self) -> Poll:
-        """Read one page from every readable shard (parents drained), in parallel."""
+    def rounds(self) -> Iterator[Poll]:
+        """Poll rounds, one after another. After a round that brought records the next one is
+        read (and parsed, which releases the GIL) while the caller applies this one, so a
+        lagging stream keeps the network and the engine busy at once; an idle stream is not
+        polled ahead, so the caller's wait between rounds holds."""
+        with ThreadPoolExecutor(1, thread_name_prefix="poll-ahead") as ahead:
+            pending: Future[Poll] | None = None
+            while True:
+                poll = pending.result() if pending is not None else self.poll()
+                pending = ahead.submit(self.poll) if poll.records else None
+                yield poll
+
+    def poll(self, max_records: int = MAX_ROUND_RECORDS) -> Poll:
+        """Read a page from every readable shard (parents drained), in parallel; shards that
+        answered a full page are read again until the round holds ``max_records``."""
+        result = Poll(self.stream_arn, time.time())
         if time.monotonic() >= self._next_refresh:
             self._refresh_topology()
         readable = [s for s in self._shards.values() if not s.drained and self._parent_done(s)]
-        result = Poll()
-        if not readable:
-            result.topology_changed, self._topology_changed = self._topology_changed, False
-            return result
-        pages = list(self._pool.map(self._read_shard, readable))
-        for shard, page in zip(readable, pages, strict=True):
-            shard.empty_pages = 0 if page.count else shard.empty_pages + 1
-            if page.count:
-                result.pages.append(page)
-            if shard.empty_pages < EMPTY_PAGES_CAUGHT_UP and not shard.drained:
-                result.caught_up = False
-            if shard.drained:
-                result.drained_shards += 1
+        while readable:
+            pages = list(self._pool.map(self._read_shard, readable))
+            for shard, page in zip(readable, pages, strict=True):
+                shard.empty_pages = 0 if page.count else shard.empty_pages + 1
+                if page.count:
+                    result.pages.append(page)
+                if shard.empty_pages < EMPTY_PAGES_CAUGHT_UP and not shard.drained:
+                    result.caught_up = False
+                if shard.drained:
+                    result.drained_shards += 1
+            if result.drained_shards or result.records >= max_records:
+                break
+            readable = [
+                s
+                for s, p in zip(readable, pages, strict=True)
+                if self._is_full(p) and not s.drained
+            ]
         if result.drained_shards:
             # A closed shard is drained: its children may have appeared.
             self._refresh_topology()
             result.caught_up = False
         result.topology_changed, self._topology_changed = self._topology_changed, False
+        result.positions = tuple(s.position(self.stream_arn) for s in self._shards.values())
+        result.active_shards = self.active_shards
         return result
+
+    def _is_full(self, page: RecordsPage) -> bool:
+        return page.count >= self._page_limit or page.nbytes >= FULL_PAGE_BYTES
 
     def _parent_done(self, shard: _Shard) -> bool:
         parent = self._shards.get(shard.parent_id) if shard.parent_id else None
@@ -205,7 +245,7 @@ class StreamReader:
     def _get_records(self, iterator: str, shard_id: str) -> RecordsPage:
         try:
             body = self._clients.streams.get_records(
-                ShardIterator=iterator, Limit=GET_RECORDS_LIMIT
+                ShardIterator=iterator, Limit=self._page_limit
             )["RawBody"]
         except Exception as e:  # noqa: BLE001 - every boto error is classified at this boundary
             raise classify(e, f"GetRecords {self.stream_arn} shard {shard_id}") from e
