@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             section.load = f"{load_before:.1f} → {os.getloadavg()[0]:.1f}"
             sections.append(section)
     elapsed = time.perf_counter() - started
-    text = report(command, args, sections, notes, load, elapsed)
+    previous = previous_figures(args.out)
+    text = report(command, args, sections, notes, load, elapsed, previous)
     print("\n" + text)
     if not args.no_write:
         args.out.write_text(text)
@@ -98,6 +99,7 @@ def report(
     notes: list[str],
     load: str,
     elapsed: float,
+    previous: tuple[str, dict[str, str]] | None = None,
 ) -> str:
     lines = [
         "# Benchmark results",
@@ -128,6 +130,13 @@ def report(
     if headline:
         lines += ["", "## Headline figures", ""]
         lines += table(("figure", "value"), [(f, v) for _, f, v in headline])
+    if headline and previous:
+        code, before = previous
+        compared = [(f, before[f], v) for _, f, v in headline if f in before]
+        if compared:
+            lines += ["", "## Compared with the previous results", ""]
+            lines += [f"The previous report (the file this run replaced) measured {code}.", ""]
+            lines += table(("figure", "previous", "now"), compared)
     lines += ["", "## Time per section", ""]
     lines += table(
         ("section", "seconds", "load average (1 min) at start → end"),
@@ -142,6 +151,24 @@ def report(
     for section in sections:
         lines += ["", f"## {section.title}", *section.lines]
     return "\n".join(lines) + "\n"
+
+
+def previous_figures(path: Path) -> tuple[str, dict[str, str]] | None:
+    """The code line and headline figures of the report at ``path``, if there is one: each
+    run shows what changed since the one before (the before / after of an optimisation)."""
+    if not path.exists():
+        return None
+    code, figures, in_headline = "", {}, False
+    for line in path.read_text().splitlines():
+        if line.startswith("Code measured: "):
+            code = line.removeprefix("Code measured: ").rstrip(".")
+        elif line.startswith("## "):
+            in_headline = line == "## Headline figures"
+        elif in_headline and line.startswith("| ") and not line.startswith("| figure |"):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            if len(cells) == 2:
+                figures[cells[0]] = cells[1]
+    return (code, figures) if figures else None
 
 
 if __name__ == "__main__":
