@@ -1,0 +1,74 @@
+"""``load_scan``: Scan pages batched into few INSERTs, the spec growing between batches."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from sync import bootstrap
+from sync.accelerators.base import open_accelerator
+from sync.bootstrap import load_scan
+from sync.dynamodb.convert import TypeOptions
+from sync.dynamodb.rawparse import parse_scan
+from sync.schema import Column, ColumnType, TableSpec
+from sync.settings import AccelerationSettings
+
+SPEC = TableSpec("t", (Column("pk", ColumnType.VARCHAR),), ("pk",))
+
+
+def page(items: list[dict[str, Any]]) -> pa.StructArray:
+    parsed = parse_scan(json.dumps({"Items": items, "Count": len(items)}).encode()).items
+    assert parsed is not None
+    return parsed
+
+
+PAGES = [
+    [{"pk": {"S": f"a{i}"}, "n": {"N": str(i)}} for i in range(3)],
+    [{"pk": {"S": f"b{i}"}, "n": {"N": str(i)}, "extra": {"S": "x"}} for i in range(3)],
+    [{"pk": {"S": f"c{i}"}, "n": {"N": "1.5"}} for i in range(2)],
+]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "sqlite"])
+def test_pages_load_in_batches_and_grow_the_spec(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bootstrap, "BATCH_ITEMS", 100)
+    progress: list[int] = []
+    with open_accelerator(AccelerationSettings(engine, "memory")) as acc:  # type: ignore[arg-type]
+        acc.create_table(SPEC)
+        types = TypeOptions(acc.type_support)
+        pages = (page(p) for p in PAGES)
+        spec, items = load_scan(acc, "t", SPEC, pages, types, 10, progress.append)
+        rows = acc.query_handle().execute('SELECT * FROM "t" ORDER BY pk').read_all()
+    assert items == 8
+    # One batch per spec: page 2 brings "extra", page 3 turns "n" into DOUBLE.
+    assert progress == [3, 6, 8]
+    assert spec.column("extra") == Column("extra", ColumnType.VARCHAR)
+    assert spec.column("n") == Column("n", ColumnType.DOUBLE)
+    assert rows.column("pk").to_pylist() == [
+        *(f"a{i}" for i in range(3)),
+        *(f"b{i}" for i in range(3)),
+        "c0",
+        "c1",
+    ]
+    assert rows.column("extra").to_pylist() == [None] * 3 + ["x"] * 3 + [None] * 2
+    assert rows.column("n").to_pylist() == [0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 1.5, 1.5]
+
+
+def test_pages_of_one_spec_share_a_batch_until_it_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bootstrap, "BATCH_ITEMS", 4)
+    progress: list[int] = []
+    same = [[{"pk": {"S": f"{p}-{i}"}} for i in range(3)] for p in range(3)]
+    with open_accelerator(AccelerationSettings("duckdb", "memory")) as acc:
+        acc.create_table(SPEC)
+        pages = (page(p) for p in same)
+        _, items = load_scan(
+            acc, "t", SPEC, pages, TypeOptions(acc.type_support), 10, progress.append
+        )
+        assert acc.row_count("t") == 9
+    assert items == 9
+    assert progress == [6, 9]  # 3 + 3 items reach the batch size; the last page at the end
