@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -12,9 +14,9 @@ from flightsrv.catalog import Catalog, TableInfo
 from flightsrv.flightsql import sqlcheck
 from flightsrv.flightsql.errors import BadRequest
 from flightsrv.flightsql.metadata import Namespace
-from flightsrv.flightsql.results import conform, rechunk
+from flightsrv.flightsql.results import conform, rechunk, rows_within
 from flightsrv.flightsql.statements import Statement
-from sync.accelerators.query import QueryError, QueryHandle
+from sync.accelerators.query import QueryError, QueryHandle, RunningQuery, SupportsStart
 
 # Engines whose result types come from values rather than from the query (the SQLite handle
 # types a computed column by its first rows): their schema needs the real query, not LIMIT 0.
@@ -29,6 +31,8 @@ _SAMPLES: dict[pa.DataType, object] = {
     pa.binary(): b"",
     pa.null(): 1,
 }
+# Result schemas kept, by statement and the definitions of the tables it reads.
+SCHEMA_CACHE_SIZE = 1024
 
 
 @dataclass
@@ -44,6 +48,14 @@ class Plan:
         return self.checked.sql(self.handle.dialect)
 
 
+@dataclass(frozen=True)
+class Direct:
+    """A result Flight can send as the engine streams it: one statement whose reader has the
+    announced schema and whose batches stay within the size limit, so no batch is reshaped."""
+
+    query: RunningQuery
+
+
 class QueryRunner:
     """Runs client statements read-only against the catalog."""
 
@@ -51,6 +63,7 @@ class QueryRunner:
         self._catalog = catalog
         self._ns = namespace
         self._max_batch_bytes = max_batch_bytes
+        self._schemas = _SchemaCache(SCHEMA_CACHE_SIZE)
 
     def plan(self, sql: str) -> Plan:
         """Check ``sql`` and find its engine (raises the catalog errors: not found, not ready)."""
@@ -72,6 +85,16 @@ class QueryRunner:
         their announced type. Only when both fail is the schema left to GetFlightInfo, which
         has the real values: an empty schema would make JDBC take its update path.
         """
+        key = self._schema_key(plan)
+        cached = self._schemas.get(key)
+        if cached is not None:
+            return cached
+        schema = self._probe_prepared(plan)
+        if schema is not None:
+            self._schemas.put(key, schema)
+        return schema
+
+    def _probe_prepared(self, plan: Plan) -> pa.Schema | None:
         count = plan.checked.param_count
         try:
             return self._schema(plan, [None] * count)
@@ -85,14 +108,35 @@ class QueryRunner:
             return None
 
     def result_schema(self, plan: Plan, statement: Statement) -> pa.Schema:
-        """The schema DoGet will stream for ``statement``, learnt without running it fully."""
-        rows = self._param_rows(plan, statement)
-        return self._schema(plan, rows[0] if rows else [None] * plan.checked.param_count)
+        """The schema DoGet will stream for ``statement``, learnt without running it fully.
 
-    def stream(
+        Kept per statement and table definitions, so a prepared statement's executions reuse
+        the schema probed at prepare; a column added since then makes a new key.
+        """
+        rows = self._param_rows(plan, statement)
+        key = self._schema_key(plan)
+        cached = self._schemas.get(key)
+        if cached is not None:
+            return cached
+        schema = self._schema(plan, rows[0] if rows else [None] * plan.checked.param_count)
+        self._schemas.put(key, schema)
+        return schema
+
+    def _schema_key(self, plan: Plan) -> Hashable | None:
+        """What the result schema depends on besides the values bound, or None when those
+        values decide it too (``SELECT ?``) or the engine types columns by their contents."""
+        if plan.checked.typed_by_values or plan.handle.dialect in _VALUE_TYPED_DIALECTS:
+            return None
+        infos = self.table_infos()
+        tables = tuple(infos.get(name.lower()) for name in plan.checked.tables)
+        return plan.handle.dialect, plan.sql, tables
+
+    def run(
         self, plan: Plan, statement: Statement, schema: pa.Schema
-    ) -> Iterator[pa.RecordBatch]:
-        """Result batches of every bound parameter set in turn, under ``schema``.
+    ) -> Direct | Iterator[pa.RecordBatch]:
+        """The result of ``statement`` under ``schema``: :class:`Direct` when no batch needs
+        reshaping, else batches of every bound parameter set in turn, each bounded in size and
+        conformed to ``schema``.
 
         The first query starts before this returns, so its errors reach the caller directly
         rather than in the middle of a stream.
@@ -100,7 +144,15 @@ class QueryRunner:
         rows = self._param_rows(plan, statement)
         if not rows:
             return iter(())
-        first = plan.handle.execute(plan.sql, rows[0])
+        handle = plan.handle
+        if len(rows) == 1 and isinstance(handle, SupportsStart):
+            max_rows = rows_within(schema, self._max_batch_bytes)
+            if max_rows is not None:
+                query = handle.start(plan.sql, rows[0], max_rows)
+                if query.reader.schema.equals(schema, check_metadata=True):
+                    return Direct(query)
+                return self._batches(plan, query.reader, [], schema)
+        first = handle.execute(plan.sql, rows[0])
         return self._batches(plan, first, rows[1:], schema)
 
     def _batches(
@@ -146,3 +198,33 @@ def _read_schema(handle: QueryHandle, sql: str, params: Sequence[object]) -> pa.
         return reader.schema
     finally:
         reader.close()
+
+
+class _SchemaCache:
+    """Result schemas by key, least recently used dropped first (thread-safe).
+
+    A None key is never kept: its schema is probed every time.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Hashable, pa.Schema] = OrderedDict()
+        self._size = size
+
+    def get(self, key: Hashable | None) -> pa.Schema | None:
+        if key is None:
+            return None
+        with self._lock:
+            schema = self._entries.get(key)
+            if schema is not None:
+                self._entries.move_to_end(key)
+            return schema
+
+    def put(self, key: Hashable | None, schema: pa.Schema) -> None:
+        if key is None:
+            return
+        with self._lock:
+            self._entries[key] = schema
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)

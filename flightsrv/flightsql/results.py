@@ -9,6 +9,8 @@ import pyarrow as pa
 # Clients cap gRPC messages (the ADBC Flight SQL driver at 16 MiB by default); a batch is one
 # IPC message, so batches are kept well under that even when row sizes vary within a batch.
 MAX_BATCH_BYTES = 4 * 1024 * 1024
+# Bytes a column's buffers may take beyond its values (padding), in a batch's size.
+_COLUMN_SLACK_BYTES = 64
 
 
 class SchemaChanged(Exception):
@@ -37,6 +39,42 @@ def _split(batch: pa.RecordBatch, max_bytes: int) -> Iterator[pa.RecordBatch]:
             yield from _split(piece, max_bytes)  # rows there are wider than the average
         else:
             yield piece
+
+
+def rows_within(schema: pa.Schema, max_bytes: int) -> int | None:
+    """The most rows a batch of ``schema`` can hold and stay within ``max_bytes``, or None when
+    a column's values vary in size (strings, lists…): only their batches tell."""
+    bits = 0
+    for field in schema:
+        width = _bits_per_row(field.type)
+        if width is None:
+            return None
+        bits += width
+    budget = max_bytes - _COLUMN_SLACK_BYTES * len(schema)
+    return max(1, budget * 8 // max(bits, 1))
+
+
+def _bits_per_row(type_: pa.DataType) -> int | None:
+    """Bits one row takes in a column of ``type_``, its validity bit included."""
+    if pa.types.is_null(type_):
+        return 0
+    if pa.types.is_struct(type_):
+        total = 1
+        for i in range(type_.num_fields):
+            child = _bits_per_row(type_.field(i).type)
+            if child is None:
+                return None
+            total += child
+        return total
+    if pa.types.is_fixed_size_list(type_):
+        child = _bits_per_row(type_.value_type)
+        return None if child is None else 1 + type_.list_size * child
+    if pa.types.is_dictionary(type_):
+        return None
+    try:
+        return 1 + type_.bit_width
+    except ValueError:  # not of a fixed width
+        return None
 
 
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

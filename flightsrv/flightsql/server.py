@@ -10,7 +10,11 @@ state and needs no cleanup. Transactions exist only so that clients leaving auto
 DB-API default) work: they are read-only at READ COMMITTED, and commit and rollback do nothing.
 Sessions likewise hold nothing (see :mod:`flightsrv.flightsql.sessions`). The only state is the
 set of result streams being sent, so that ``CancelFlightInfo`` (or the client going away) stops
-them at their next batch.
+them, and a cache of result schemas (see :mod:`flightsrv.flightsql.queries`).
+
+A result whose batches need no reshaping is handed to Flight's C++ writer, which pulls the
+engine's reader without running Python per batch (nor waiting for the GIL); others are sent
+from a Python generator that bounds and conforms each batch.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from flightsrv.catalog import Catalog
 from flightsrv.flightsql import metadata, sessions
 from flightsrv.flightsql.errors import BadRequest, Unsupported, client_error
 from flightsrv.flightsql.metadata import Namespace
-from flightsrv.flightsql.queries import QueryRunner
+from flightsrv.flightsql.queries import Direct, QueryRunner
 from flightsrv.flightsql.results import MAX_BATCH_BYTES
-from flightsrv.flightsql.running import QueryCancelled, RunningQueries
+from flightsrv.flightsql.running import QueryCancelled, RunningQueries, StopFlag
 from flightsrv.flightsql.statements import InvalidHandle, RecentBindings, Statement
 from flightsrv.proto import FlightActions_pb2 as fa
 from flightsrv.proto import FlightSql_pb2 as pb
@@ -107,9 +111,11 @@ class FlightSqlServer(flight.FlightServerBase):
         """Stop serving: result streams end at their next batch, then wait for the calls.
 
         gRPC waits for every call in flight, so a stream whose client keeps reading is cut
-        short (UNAVAILABLE) instead of holding shutdown until its last row.
+        short (UNAVAILABLE; a stream sent from C++ fails with the engine's interruption)
+        instead of holding shutdown until its last row.
         """
         self._stopping.set()
+        self._running.stop_all()
         super().shutdown()
 
     # --- RPCs: each maps domain errors to gRPC statuses around its implementation -----------
@@ -209,11 +215,13 @@ class FlightSqlServer(flight.FlightServerBase):
             schema = statement.schema or self._queries.result_schema(plan, statement)
             cancelled = self._running.start(statement.query_id)
             try:
-                batches = self._queries.stream(plan, statement, schema)
+                result = self._queries.run(plan, statement, schema)
             except BaseException:
                 self._running.finish(statement.query_id, cancelled)
                 raise
-            guarded = self._guarded(batches, context, statement.query_id, cancelled)
+            if isinstance(result, Direct):
+                return self._direct(result, statement.query_id, cancelled)
+            guarded = self._guarded(result, context, statement.query_id, cancelled)
             return flight.GeneratorStream(schema, guarded, options=self._write_options)
         _, build = self._metadata(command)
         return flight.RecordBatchStream(build(), options=self._write_options)
@@ -332,12 +340,24 @@ class FlightSqlServer(flight.FlightServerBase):
                 return statement.with_params(bound)
         return statement
 
+    def _direct(self, result: Direct, query_id: bytes, cancelled: StopFlag) -> _EngineStream:
+        """The engine's reader as a C++ stream; a cancellation interrupts the engine."""
+        query = result.query
+
+        def release() -> None:
+            self._running.finish(query_id, cancelled)
+            query.close()
+
+        stream = _EngineStream(query.reader, self._write_options, release)
+        cancelled.on_set(query.interrupt)
+        return stream
+
     def _guarded(
         self,
         batches: Iterator[pa.RecordBatch],
         context: flight.ServerCallContext,
         query_id: bytes,
-        cancelled: threading.Event,
+        cancelled: StopFlag,
     ) -> Iterator[pa.RecordBatch]:
         """Batches until the end, a cancellation, the client leaving, or shutdown.
 
@@ -397,6 +417,26 @@ class FlightSqlServer(flight.FlightServerBase):
             case _ if isinstance(command, _WRITES):
                 raise flight.FlightUnauthorizedError(_READ_ONLY.format(type(command).__name__))
         raise Unsupported(f"{type(command).__name__} is not supported by this server")
+
+
+class _EngineStream(flight.RecordBatchStream):
+    """A result sent by Flight's C++ writer straight from the engine's reader.
+
+    Flight keeps this object until the call ends (the last batch sent, an error, or the client
+    gone), then drops it: ``release`` runs then, closing the engine cursor.
+    """
+
+    def __init__(
+        self,
+        reader: pa.RecordBatchReader,
+        options: pa.ipc.IpcWriteOptions,
+        release: Callable[[], None],
+    ) -> None:
+        super().__init__(reader, options=options)
+        self._release = release
+
+    def __del__(self) -> None:
+        self._release()
 
 
 def _info(

@@ -75,6 +75,9 @@ class CheckedQuery:
     tree: exp.Expression  # qualifiers of served tables removed; placeholders numbered $1..$n
     tables: tuple[str, ...]  # served table names as written (unqualified), first-seen order
     param_count: int
+    # A parameter may set a result column's type (``SELECT ?``): the engine types it from the
+    # value bound, so the result schema can differ from one binding to the next.
+    typed_by_values: bool = False
     # SQL generated per dialect, kept: checked queries are cached and generation is not free.
     _generated: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -180,8 +183,29 @@ def check(sql: str, catalog_name: str, schema_name: str) -> CheckedQuery:
         if isinstance(node, exp.Func) and _function_name(node) in _DENIED_FUNCTIONS:
             raise ReadOnlyViolation(f"function {_function_name(node)}() is not allowed")
     tables = _served_tables(tree, catalog_name, schema_name)
-    params = [int(p.name) for p in tree.find_all(exp.Placeholder)]
-    return CheckedQuery(tree, tables, max(params, default=0))
+    placeholders = list(tree.find_all(exp.Placeholder))
+    return CheckedQuery(
+        tree,
+        tables,
+        max((int(p.name) for p in placeholders), default=0),
+        typed_by_values=not all(_in_condition(p) for p in placeholders),
+    )
+
+
+# Clauses that only filter, order or bound rows: a value bound inside them cannot change the
+# type of any result column.
+_CONDITION_CLAUSES = (exp.Where, exp.Having, exp.Qualify, exp.Order, exp.Limit, exp.Offset)
+
+
+def _in_condition(node: exp.Expression) -> bool:
+    child, parent = node, node.parent
+    while parent is not None:
+        if isinstance(parent, _CONDITION_CLAUSES):
+            return True
+        if isinstance(parent, exp.Join) and child.arg_key == "on":
+            return True
+        child, parent = parent, parent.parent
+    return False
 
 
 def _number_placeholders(sql: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -73,29 +73,50 @@ class DuckDBQueryHandle:
         self._accelerator = accelerator
 
     def execute(self, sql_text: str, params: Sequence[object] = ()) -> pa.RecordBatchReader:
+        return self.start(sql_text, params).reader
+
+    def start(
+        self, sql_text: str, params: Sequence[object] = (), max_batch_rows: int | None = None
+    ) -> DuckDBQuery:
         cursor = self._accelerator.cursor()
+        rows = ROWS_PER_BATCH if max_batch_rows is None else min(max_batch_rows, ROWS_PER_BATCH)
         try:
             # The engine's own guard behind the server's SQL check: a statement that writes
-            # fails in a read-only transaction. Closing the cursor ends the transaction.
+            # fails in a read-only transaction. It ends when the reader is released.
             cursor.execute("BEGIN TRANSACTION READ ONLY")
             relation = cursor.sql(sql_text, params=list(params) or None)
             if relation is None:  # a statement without a result
-                return pa.RecordBatchReader.from_batches(pa.schema([]), [])
-            reader = relation.to_arrow_reader(ROWS_PER_BATCH)
+                reader = pa.RecordBatchReader.from_batches(pa.schema([]), [])
+            else:
+                reader = relation.to_arrow_reader(rows)
         except duckdb.Error as e:
             cursor.close()
             raise QueryError(str(e)) from e
-        return pa.RecordBatchReader.from_batches(reader.schema, _closing(reader, cursor))
+        return DuckDBQuery(reader, cursor)
 
 
-def _closing(
-    reader: pa.RecordBatchReader, cursor: duckdb.DuckDBPyConnection
-) -> Iterator[pa.RecordBatch]:
-    # The reader borrows the cursor: keep it referenced until the stream ends, then free it.
-    try:
-        yield from reader
-    finally:
-        cursor.close()
+class DuckDBQuery:
+    """A statement streaming from its own cursor.
+
+    DuckDB's reader holds the cursor's connection, and so its read-only transaction, until the
+    reader is closed or dropped: callers that only keep the reader leak nothing. Closing the
+    cursor while the reader is still read would end the result early without an error, so
+    :meth:`close` is for when nobody reads any more.
+    """
+
+    def __init__(self, reader: pa.RecordBatchReader, cursor: duckdb.DuckDBPyConnection) -> None:
+        self.reader = reader
+        self._cursor = cursor
+
+    def interrupt(self) -> None:
+        try:
+            self._cursor.interrupt()
+        except duckdb.Error:
+            pass  # closed already: nothing runs any more
+
+    def close(self) -> None:
+        self.reader.close()
+        self._cursor.close()
 
 
 class DuckDBAccelerator:

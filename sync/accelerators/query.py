@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
@@ -23,6 +23,39 @@ class QueryHandle(Protocol):
 
         Raises:
             QueryError: the engine rejected the statement (message is the engine's own).
+        """
+        ...
+
+
+class RunningQuery(Protocol):
+    """A statement whose result is being read, and the engine cursor behind it."""
+
+    @property
+    def reader(self) -> pa.RecordBatchReader:
+        """The result; pulling it needs no Python (the engine's own Arrow stream)."""
+        ...
+
+    def interrupt(self) -> None:
+        """Stop the statement from any thread: the reader's next batch fails."""
+        ...
+
+    def close(self) -> None:
+        """Release the reader and the cursor; idempotent."""
+        ...
+
+
+@runtime_checkable
+class SupportsStart(Protocol):
+    """A handle that hands over the statement it starts, so the caller can stream the reader
+    without Python per batch and still stop it (see :class:`RunningQuery`)."""
+
+    def start(
+        self, sql: str, params: Sequence[object] = (), max_batch_rows: int | None = None
+    ) -> RunningQuery:
+        """Like :meth:`QueryHandle.execute`; ``max_batch_rows`` caps the rows per batch.
+
+        Raises:
+            QueryError: the engine rejected the statement.
         """
         ...
 

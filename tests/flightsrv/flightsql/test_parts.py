@@ -7,7 +7,7 @@ import pytest
 
 from flightsrv.catalog import TableInfo, TableNotFound
 from flightsrv.flightsql import metadata, results, sqlcheck
-from flightsrv.flightsql.running import QueryCancelled, RunningQueries
+from flightsrv.flightsql.running import QueryCancelled, RunningQueries, StopFlag
 from flightsrv.flightsql.statements import InvalidHandle, RecentBindings, Statement
 
 
@@ -125,6 +125,24 @@ def test_schema_probe_keeps_names_and_bound_limits() -> None:
     assert "$1" in probe and probe.endswith("LIMIT 0")
 
 
+@pytest.mark.parametrize(
+    ("sql", "typed_by_values"),
+    [
+        ("SELECT * FROM orders WHERE id = ? AND customer LIKE ?", False),
+        ("SELECT * FROM orders ORDER BY id LIMIT ? OFFSET ?", False),
+        ("SELECT o.* FROM orders o JOIN items i ON i.order_id = o.id AND i.id > ?", False),
+        ("SELECT customer FROM orders GROUP BY customer HAVING count(*) > ?", False),
+        ("SELECT (SELECT max(id) FROM items WHERE id < ?) AS m", False),
+        ("SELECT 1", False),
+        ("SELECT ? AS x", True),
+        ("SELECT CASE WHEN id > ? THEN 'big' END FROM orders", True),
+        ("SELECT * FROM range(?)", True),
+    ],
+)
+def test_parameters_that_can_type_a_result_column(sql: str, typed_by_values: bool) -> None:
+    assert check(sql).typed_by_values is typed_by_values
+
+
 def test_parameter_schema_from_compared_columns() -> None:
     info = TableInfo(
         "orders", pa.schema([("id", pa.int64()), ("customer", pa.string())]), ("id",), "duckdb"
@@ -168,6 +186,25 @@ def test_rechunk_splits_skewed_rows() -> None:
     pieces = list(results.rechunk([batch], max_bytes=1_000_000))
     assert sum(p.num_rows for p in pieces) == 1000
     assert all(p.nbytes <= 1_000_000 or p.num_rows == 1 for p in pieces)
+
+
+def test_rows_within_bounds_batches_of_fixed_width_columns() -> None:
+    schema = pa.schema(
+        [
+            ("i", pa.int64()),
+            ("b", pa.bool_()),
+            ("d", pa.decimal128(12, 2)),
+            ("t", pa.timestamp("us", "UTC")),
+            ("s", pa.struct([("x", pa.int32()), ("y", pa.float64())])),
+        ]
+    )
+    rows = results.rows_within(schema, 256 * 1024)
+    assert rows is not None and rows > 1000
+    full = {"i": 1, "b": True, "d": 1, "t": 0, "s": {"x": 1, "y": 2.0}}
+    batch = pa.RecordBatch.from_pylist([full, {}] * (rows // 2), schema=schema)  # with nulls
+    assert batch.nbytes <= 256 * 1024
+    for varying in (pa.string(), pa.binary(), pa.list_(pa.int64()), pa.struct([("s", pa.utf8())])):
+        assert results.rows_within(schema.append(pa.field("v", varying)), 256 * 1024) is None
 
 
 def test_conform_renames_and_casts_to_the_announced_schema() -> None:
@@ -237,3 +274,15 @@ def test_running_queries_cancel_flags_and_remember_cancellations() -> None:
     with pytest.raises(QueryCancelled):
         running.start(b"unknown")  # cancelled before it started
     running.start(b"q1")  # forgotten: only the last cancellation is remembered here
+
+
+def test_stop_flags_call_back_once_even_when_registered_late() -> None:
+    calls: list[str] = []
+    running = RunningQueries()
+    flag = running.start(b"q1")
+    flag.on_set(lambda: calls.append("early"))
+    running.stop_all()
+    running.cancel([b"q1"])
+    flag.on_set(lambda: calls.append("late"))  # already set: called at once
+    assert flag.is_set() and calls == ["early", "late"]
+    assert not StopFlag().is_set()
