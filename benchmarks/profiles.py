@@ -67,9 +67,10 @@ def serial_changes(
         records = 0
         for start in range(0, len(bodies), per_round):
             pages = [parse_get_records(body) for body in bodies[start : start + per_round]]
-            records += sum(page.count for page in pages)
+            count = sum(page.count for page in pages)
             rows, spec, _ = stream_rows(spec, pages, types)
-            acc.apply("orders", spec, ChangeBatch(rows, CHECKPOINT, records))
+            acc.apply("orders", spec, ChangeBatch(rows, CHECKPOINT, count))
+            records += count
         return records
 
     return run, acc.close

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -13,6 +11,7 @@ import pyarrow as pa
 from flightsrv.catalog import Catalog, TableInfo
 from flightsrv.flightsql import sqlcheck
 from flightsrv.flightsql.errors import BadRequest
+from flightsrv.flightsql.lru import Lru
 from flightsrv.flightsql.metadata import Namespace
 from flightsrv.flightsql.results import conform, rechunk, rows_within
 from flightsrv.flightsql.statements import Statement
@@ -63,7 +62,7 @@ class QueryRunner:
         self._catalog = catalog
         self._ns = namespace
         self._max_batch_bytes = max_batch_bytes
-        self._schemas = _SchemaCache(SCHEMA_CACHE_SIZE)
+        self._schemas: Lru[Hashable, pa.Schema] = Lru(SCHEMA_CACHE_SIZE)
 
     def plan(self, sql: str) -> Plan:
         """Check ``sql`` and find its engine (raises the catalog errors: not found, not ready)."""
@@ -85,14 +84,7 @@ class QueryRunner:
         their announced type. Only when both fail is the schema left to GetFlightInfo, which
         has the real values: an empty schema would make JDBC take its update path.
         """
-        key = self._schema_key(plan)
-        cached = self._schemas.get(key)
-        if cached is not None:
-            return cached
-        schema = self._probe_prepared(plan)
-        if schema is not None:
-            self._schemas.put(key, schema)
-        return schema
+        return self._cached_schema(plan, lambda: self._probe_prepared(plan))
 
     def _probe_prepared(self, plan: Plan) -> pa.Schema | None:
         count = plan.checked.param_count
@@ -114,12 +106,21 @@ class QueryRunner:
         the schema probed at prepare; a column added since then makes a new key.
         """
         rows = self._param_rows(plan, statement)
+        params = rows[0] if rows else [None] * plan.checked.param_count
+        schema = self._cached_schema(plan, lambda: self._schema(plan, params))
+        assert schema is not None
+        return schema
+
+    def _cached_schema(self, plan: Plan, probe: Callable[[], pa.Schema | None]) -> pa.Schema | None:
+        """The schema kept for ``plan``, else ``probe``'s (kept when found and cacheable)."""
         key = self._schema_key(plan)
-        cached = self._schemas.get(key)
-        if cached is not None:
-            return cached
-        schema = self._schema(plan, rows[0] if rows else [None] * plan.checked.param_count)
-        self._schemas.put(key, schema)
+        if key is None:
+            return probe()
+        schema = self._schemas.get(key)
+        if schema is None:
+            schema = probe()
+            if schema is not None:
+                self._schemas.put(key, schema)
         return schema
 
     def _schema_key(self, plan: Plan) -> Hashable | None:
@@ -198,33 +199,3 @@ def _read_schema(handle: QueryHandle, sql: str, params: Sequence[object]) -> pa.
         return reader.schema
     finally:
         reader.close()
-
-
-class _SchemaCache:
-    """Result schemas by key, least recently used dropped first (thread-safe).
-
-    A None key is never kept: its schema is probed every time.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[Hashable, pa.Schema] = OrderedDict()
-        self._size = size
-
-    def get(self, key: Hashable | None) -> pa.Schema | None:
-        if key is None:
-            return None
-        with self._lock:
-            schema = self._entries.get(key)
-            if schema is not None:
-                self._entries.move_to_end(key)
-            return schema
-
-    def put(self, key: Hashable | None, schema: pa.Schema) -> None:
-        if key is None:
-            return
-        with self._lock:
-            self._entries[key] = schema
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)

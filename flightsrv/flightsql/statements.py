@@ -14,11 +14,11 @@ do nothing a plain query could not.
 from __future__ import annotations
 
 import struct
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import pyarrow as pa
+
+from flightsrv.flightsql.lru import Lru
 
 _MAGIC = b"DMQ2"
 _LENGTH = struct.Struct(">I")
@@ -108,34 +108,14 @@ class RecentBindings:
     """The last parameters bound to each recently prepared statement (thread-safe LRU)."""
 
     def __init__(self, limit: int = RECENT_BINDINGS, limit_bytes: int = RECENT_BINDINGS_BYTES):
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[bytes, pa.Table] = OrderedDict()
-        self._bytes = 0
-        self._limit = limit
-        self._limit_bytes = limit_bytes
+        self._entries: Lru[bytes, pa.Table] = Lru(limit, limit_bytes, lambda t: t.nbytes)
 
     def remember(self, handle_id: bytes, params: pa.Table) -> None:
-        if not handle_id or params.nbytes > self._limit_bytes:
-            return
-        with self._lock:
-            self._drop(handle_id)
-            self._entries[handle_id] = params
-            self._bytes += params.nbytes
-            while len(self._entries) > self._limit or self._bytes > self._limit_bytes:
-                self._drop(next(iter(self._entries)))
+        if handle_id:
+            self._entries.put(handle_id, params)
 
     def recall(self, handle_id: bytes) -> pa.Table | None:
-        with self._lock:
-            params = self._entries.get(handle_id)
-            if params is not None:
-                self._entries.move_to_end(handle_id)
-            return params
+        return self._entries.get(handle_id)
 
     def forget(self, handle_id: bytes) -> None:
-        with self._lock:
-            self._drop(handle_id)
-
-    def _drop(self, handle_id: bytes) -> None:
-        params = self._entries.pop(handle_id, None)
-        if params is not None:
-            self._bytes -= params.nbytes
+        self._entries.pop(handle_id)

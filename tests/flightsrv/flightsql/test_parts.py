@@ -7,6 +7,7 @@ import pytest
 
 from flightsrv.catalog import TableInfo, TableNotFound
 from flightsrv.flightsql import metadata, results, sqlcheck
+from flightsrv.flightsql.lru import Lru
 from flightsrv.flightsql.running import QueryCancelled, RunningQueries, StopFlag
 from flightsrv.flightsql.statements import InvalidHandle, RecentBindings, Statement
 
@@ -262,6 +263,18 @@ def test_recent_bindings_are_bounded_and_forgotten_on_close() -> None:
     assert bindings.recall(b"huge") is None
     bindings.remember(b"", small)  # handles without an id are never kept
     assert bindings.recall(b"") is None
+
+
+def test_lru_drops_the_least_recent_over_its_total_weight() -> None:
+    lru: Lru[str, str] = Lru(limit=10, limit_weight=5, weigh=len)
+    lru.put("a", "xx")
+    lru.put("b", "xx")
+    assert lru.get("a") == "xx"  # now the most recent
+    lru.put("c", "xx")  # weight 6 > 5: "b" goes
+    assert lru.get("b") is None and lru.get("a") == "xx" and lru.get("c") == "xx"
+    lru.put("a", "x")  # replacing an entry replaces its weight
+    lru.put("d", "xx")
+    assert [lru.get(k) for k in "acd"] == ["x", "xx", "xx"]
 
 
 def test_running_queries_cancel_flags_and_remember_cancellations() -> None:
