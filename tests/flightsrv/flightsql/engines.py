@@ -7,6 +7,7 @@ The catalog here is small and test-owned; the engines and query handles are the 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import adbc_driver_flightsql.dbapi as flightsql_dbapi
 import pyarrow as pa
 import pyarrow.flight as flight
+import pytest
 
 from flightsrv.catalog import CrossEngineQuery, DatasetNotReady, TableInfo, TableNotFound
 from flightsrv.flightsql import FlightSqlServer
@@ -185,3 +187,24 @@ def build_catalog(
     )
     catalog.add(TableInfo("events", EVENTS_SCHEMA, ("id",), "sqlite"), sqlite_handle)
     return catalog, duck_handle, [duck, scratch]
+
+
+def shutdown_while_reading(
+    server: FlightSqlServer,
+    serving: threading.Thread,
+    reader: flight.FlightStreamReader,
+    error: type[Exception],
+    match: str | None = None,
+) -> int:
+    """Shut ``server`` down while ``reader`` is mid-stream, expect the stream to fail with
+    ``error``, and return the rows read before; shutdown and serving must both have ended."""
+    rows = reader.read_chunk().data.num_rows
+    stopper = threading.Thread(target=server.shutdown, daemon=True)
+    stopper.start()
+    with pytest.raises(error, match=match):
+        while True:
+            rows += reader.read_chunk().data.num_rows
+    stopper.join(timeout=10)
+    serving.join(timeout=10)
+    assert not stopper.is_alive() and not serving.is_alive()
+    return rows

@@ -12,7 +12,7 @@ from google.protobuf import any_pb2
 
 from flightsrv.flightsql import FlightSqlServer
 from flightsrv.proto import FlightSql_pb2 as pb
-from tests.flightsrv.flightsql.engines import BIG_ROWS, ORDERS, Env
+from tests.flightsrv.flightsql.engines import BIG_ROWS, ORDERS, Env, shutdown_while_reading
 
 
 def _any(message: object) -> bytes:
@@ -222,16 +222,10 @@ def test_shutdown_cuts_running_streams_short(env: Env) -> None:
         flight.FlightDescriptor.for_command(_any(pb.CommandStatementQuery(query="FROM big")))
     )
     reader = client.do_get(info.endpoints[0].ticket)
-    rows = reader.read_chunk().data.num_rows
-    stopper = threading.Thread(target=server.shutdown, daemon=True)
-    stopper.start()
-    with pytest.raises(flight.FlightUnavailableError, match="shutting down"):
-        while True:
-            rows += reader.read_chunk().data.num_rows
+    rows = shutdown_while_reading(
+        server, serving, reader, flight.FlightUnavailableError, match="shutting down"
+    )
     assert rows < BIG_ROWS
-    stopper.join(timeout=10)
-    serving.join(timeout=10)
-    assert not stopper.is_alive() and not serving.is_alive()
 
 
 def test_transactions_and_autocommit_both_work(env: Env) -> None:

@@ -24,7 +24,7 @@ from flightsrv.flightsql import FlightSqlServer
 from flightsrv.proto import FlightActions_pb2 as fa
 from sync.accelerators.duckdb import DuckDBAccelerator
 from sync.settings import AccelerationSettings
-from tests.flightsrv.flightsql.engines import EngineCatalog, Env
+from tests.flightsrv.flightsql.engines import EngineCatalog, Env, shutdown_while_reading
 from tests.flightsrv.flightsql.test_protocol import _action, _query, _wait, _wire_bytes
 
 NUMS_ROWS = 2_000_000
@@ -193,16 +193,8 @@ def test_shutdown_interrupts_streams_sent_from_cpp(served: Served) -> None:
     reader = flight.connect(f"grpc://127.0.0.1:{server.port}").do_get(
         _ticket(f"grpc://127.0.0.1:{server.port}", "SELECT id, v FROM nums")
     )
-    rows = reader.read_chunk().data.num_rows
-    stopper = threading.Thread(target=server.shutdown, daemon=True)
-    stopper.start()
-    with pytest.raises(flight.FlightError):
-        while True:
-            rows += reader.read_chunk().data.num_rows
+    rows = shutdown_while_reading(server, serving, reader, flight.FlightError)
     assert rows < NUMS_ROWS
-    stopper.join(timeout=10)
-    serving.join(timeout=10)
-    assert not stopper.is_alive() and not serving.is_alive()
 
 
 def test_compression_applies_to_streams_sent_from_cpp(served: Served) -> None:
