@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -148,11 +149,17 @@ class QueryRunner:
         handle = plan.handle
         if len(rows) == 1 and isinstance(handle, SupportsStart):
             max_rows = rows_within(schema, self._max_batch_bytes)
-            if max_rows is not None:
-                query = handle.start(plan.sql, rows[0], max_rows)
-                if query.reader.schema.equals(schema, check_metadata=True):
-                    return Direct(query)
+            query = handle.start(plan.sql, rows[0], max_rows)
+            if not query.reader.schema.equals(schema, check_metadata=True):
                 return self._batches(plan, query.reader, [], schema)
+            if max_rows is not None:
+                return Direct(query)
+            # Variable-width rows: a result of one batch within the size limit (a lookup)
+            # needs no reshaping either, and skips the Python stream.
+            head = _head(query.reader)
+            if len(head) <= 1 and all(b.nbytes <= self._max_batch_bytes for b in head):
+                return Direct(_Buffered(query, schema, head))
+            return self._batches(plan, query.reader, [], schema, head)
         first = handle.execute(plan.sql, rows[0])
         return self._batches(plan, first, rows[1:], schema)
 
@@ -162,15 +169,19 @@ class QueryRunner:
         first: pa.RecordBatchReader,
         rest: Sequence[Sequence[object]],
         schema: pa.Schema,
+        head: Sequence[pa.RecordBatch] = (),
     ) -> Iterator[pa.RecordBatch]:
+        """``first``'s batches (after ``head``, batches already read from it), then those of
+        each parameter set of ``rest``."""
         reader: pa.RecordBatchReader | None = first
         pending = list(rest)
         while reader is not None:
             try:
-                for batch in rechunk(reader, self._max_batch_bytes):
+                for batch in rechunk(itertools.chain(head, reader), self._max_batch_bytes):
                     yield conform(batch, schema)
             finally:
                 reader.close()
+            head = ()
             reader = plan.handle.execute(plan.sql, pending.pop(0)) if pending else None
 
     def _schema(self, plan: Plan, params: Sequence[object]) -> pa.Schema:
@@ -191,6 +202,32 @@ class QueryRunner:
                 raise BadRequest(f"the query has {expected} parameter(s) but none are bound")
             raise BadRequest(f"the query has {expected} parameter(s), {bound} are bound")
         return rows
+
+
+def _head(reader: pa.RecordBatchReader) -> list[pa.RecordBatch]:
+    """The first two batches of ``reader`` (fewer when it ends sooner)."""
+    head = []
+    for batch in reader:
+        head.append(batch)
+        if len(head) == 2:
+            break
+    return head
+
+
+class _Buffered:
+    """A started query whose whole result was read already: its batches are streamed from
+    memory; the query is still there to close."""
+
+    def __init__(self, query: RunningQuery, schema: pa.Schema, batches: list[pa.RecordBatch]):
+        self._query = query
+        self.reader = pa.RecordBatchReader.from_batches(schema, batches)
+
+    def interrupt(self) -> None:
+        """Nothing runs any more."""
+
+    def close(self) -> None:
+        self.reader.close()
+        self._query.close()
 
 
 def _read_schema(handle: QueryHandle, sql: str, params: Sequence[object]) -> pa.Schema:

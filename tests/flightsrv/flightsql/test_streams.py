@@ -21,6 +21,10 @@ import pytest
 
 from flightsrv.catalog import TableInfo
 from flightsrv.flightsql import FlightSqlServer
+from flightsrv.flightsql.metadata import Namespace
+from flightsrv.flightsql.queries import Direct, QueryRunner
+from flightsrv.flightsql.server import CATALOG_NAME, SCHEMA_NAME
+from flightsrv.flightsql.statements import Statement
 from flightsrv.proto import FlightActions_pb2 as fa
 from sync.accelerators.duckdb import DuckDBAccelerator
 from sync.settings import AccelerationSettings
@@ -248,3 +252,36 @@ def test_results_typed_by_their_parameters_follow_each_binding(conn) -> None:
         for value in (1, 2**40, "text", 2.5):
             cur.execute("SELECT ? AS x", (value,))
             assert cur.fetchall() == [(value,)]
+
+
+def _run(served: Served, sql: str, max_batch_bytes: int = 4 << 20) -> tuple[object, pa.Table]:
+    """What :class:`QueryRunner` hands the server for ``sql``, and the rows it streams."""
+    runner = QueryRunner(served.catalog, Namespace(CATALOG_NAME, SCHEMA_NAME), max_batch_bytes)
+    plan = runner.plan(sql)
+    statement = Statement(sql)
+    schema = runner.result_schema(plan, statement)
+    result = runner.run(plan, statement, schema)
+    if isinstance(result, Direct):
+        try:
+            return result, result.query.reader.read_all()
+        finally:
+            result.query.close()
+    return result, pa.Table.from_batches(list(result), schema)
+
+
+def test_a_small_string_result_is_sent_from_cpp(served: Served) -> None:
+    result, table = _run(served, "SELECT id, w FROM words WHERE id = 7")
+    assert isinstance(result, Direct)
+    assert table.to_pylist() == [{"id": 7, "w": "w-7"}]
+
+
+def test_large_string_results_lose_no_batch_on_the_python_path(served: Served) -> None:
+    # The first batches are read to tell a small result from a large one; they must still be
+    # sent, once, in order.
+    result, table = _run(served, "SELECT id, w FROM words ORDER BY id")
+    assert not isinstance(result, Direct)
+    assert table.column("id").to_pylist() == list(range(500_000))
+    # One batch, but over the size limit: split on the Python path too.
+    result, table = _run(served, "SELECT id, w FROM words WHERE id < 1000", 4096)
+    assert not isinstance(result, Direct)
+    assert table.column("w").to_pylist() == [f"w-{i}" for i in range(1000)]
