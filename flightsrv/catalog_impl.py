@@ -52,8 +52,7 @@ class DatasetCatalog:
                 dataset.check_queryable()
             except DatasetNotQueryable as e:
                 raise DatasetNotReady(str(e)) from e
-        locations = {d.settings.acceleration.location for d in datasets}
-        if len(locations) > 1:
+        if len(datasets) > 1 and len({d.settings.acceleration.location for d in datasets}) > 1:
             where = ", ".join(
                 f"{d.settings.name} ({d.settings.acceleration.location})" for d in datasets
             )

@@ -441,7 +441,11 @@ class DatasetSync:
         )
 
     def check_queryable(self) -> None:
-        """Raise :class:`DatasetNotQueryable` (with the reason) unless queries may run."""
+        """Raise :class:`DatasetNotQueryable` (with the reason) unless queries may run.
+
+        Every query asks, so the full status is only built to say why not."""
+        if self._state in QUERYABLE:
+            return
         status = self.status()
         if status.state not in QUERYABLE:
             raise DatasetNotQueryable(status.reason())

@@ -156,8 +156,13 @@ class TableSpec:
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
 
+    # Built once: every query plans against its tables' Arrow schemas.
+    _arrow: pa.Schema = field(init=False, repr=False, compare=False, hash=False)
+
     def __post_init__(self) -> None:
         self._index.update((c.name, c) for c in self.columns)
+        fields = [pa.field(c.name, c.type.arrow, c.name not in self.key) for c in self.columns]
+        object.__setattr__(self, "_arrow", pa.schema(fields))
 
     @property
     def column_names(self) -> list[str]:
@@ -167,9 +172,7 @@ class TableSpec:
         return self._index.get(name)
 
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema(
-            [pa.field(c.name, c.type.arrow, nullable=c.name not in self.key) for c in self.columns]
-        )
+        return self._arrow
 
     def with_columns(self, columns: list[Column]) -> TableSpec:
         """This spec with ``columns`` replacing same-named ones and the rest appended."""

@@ -36,7 +36,12 @@ from flightsrv.flightsql.metadata import Namespace
 from flightsrv.flightsql.queries import Direct, QueryRunner
 from flightsrv.flightsql.results import MAX_BATCH_BYTES
 from flightsrv.flightsql.running import QueryCancelled, RunningQueries, StopFlag
-from flightsrv.flightsql.statements import InvalidHandle, RecentBindings, Statement
+from flightsrv.flightsql.statements import (
+    InvalidHandle,
+    IssuedStatements,
+    RecentBindings,
+    Statement,
+)
 from flightsrv.proto import FlightActions_pb2 as fa
 from flightsrv.proto import FlightSql_pb2 as pb
 
@@ -98,6 +103,7 @@ class FlightSqlServer(flight.FlightServerBase):
         self._queries = QueryRunner(catalog, self.namespace, max_batch_bytes)
         self._running = RunningQueries()
         self._bindings = RecentBindings()
+        self._issued = IssuedStatements()
         self._write_options = pa.ipc.IpcWriteOptions(
             compression=None if compression == "none" else compression
         )
@@ -192,7 +198,7 @@ class FlightSqlServer(flight.FlightServerBase):
             schema = self._queries.result_schema(plan, statement)
             # The ticket carries the promised schema so DoGet streams exactly that.
             ticket = pb.TicketStatementQuery(
-                statement_handle=statement.as_ticket(schema, os.urandom(12)).encode()
+                statement_handle=self._issued.encode(statement.as_ticket(schema, os.urandom(12)))
             )
             return _info(descriptor, schema, _pack(ticket))
         schema, _ = self._metadata(command)
@@ -210,7 +216,7 @@ class FlightSqlServer(flight.FlightServerBase):
     ) -> flight.FlightDataStream:
         command = _unpack(ticket.ticket)
         if isinstance(command, pb.TicketStatementQuery):
-            statement = Statement.decode(command.statement_handle)
+            statement = self._issued.decode(command.statement_handle)
             plan = self._queries.plan(statement.sql)  # checked again: tickets are not trusted
             schema = statement.schema or self._queries.result_schema(plan, statement)
             cancelled = self._running.start(statement.query_id)
@@ -236,7 +242,7 @@ class FlightSqlServer(flight.FlightServerBase):
         if not isinstance(command, pb.CommandPreparedStatementQuery):
             raise flight.FlightUnauthorizedError(_READ_ONLY.format(type(command).__name__))
         # Parameters bound to a prepared query: answer with a handle that carries them.
-        statement = Statement.decode(command.prepared_statement_handle)
+        statement = self._issued.decode(command.prepared_statement_handle)
         plan = self._queries.plan(statement.sql)
         params = reader.read_all()
         expected = plan.checked.param_count
@@ -244,7 +250,7 @@ class FlightSqlServer(flight.FlightServerBase):
             raise BadRequest(
                 f"the query has {expected} parameter(s), {params.num_columns} were bound"
             )
-        handle = statement.with_params(params).encode()
+        handle = self._issued.encode(statement.with_params(params))
         self._bindings.remember(statement.query_id, params)
         result = pb.DoPutPreparedStatementResult(prepared_statement_handle=handle)
         writer.write(pa.py_buffer(result.SerializeToString()))
@@ -256,7 +262,7 @@ class FlightSqlServer(flight.FlightServerBase):
             return [flight.Result(_pack(self._prepare(request.query)))]
         if action.type == _CLOSE_PREPARED:
             request = _unpack(body, pb.ActionClosePreparedStatementRequest)
-            self._bindings.forget(Statement.decode(request.prepared_statement_handle).query_id)
+            self._bindings.forget(self._issued.decode(request.prepared_statement_handle).query_id)
             return []
         if action.type == _BEGIN_TRANSACTION:
             # Read-only transactions at READ COMMITTED (each statement sees the latest data)
@@ -306,7 +312,7 @@ class FlightSqlServer(flight.FlightServerBase):
                 continue
             if isinstance(command, pb.TicketStatementQuery):
                 try:
-                    query_ids.append(Statement.decode(command.statement_handle).query_id)
+                    query_ids.append(self._issued.decode(command.statement_handle).query_id)
                 except InvalidHandle:
                     continue
         self._running.cancel([q for q in query_ids if q])
@@ -322,7 +328,7 @@ class FlightSqlServer(flight.FlightServerBase):
         plan = self._queries.plan(sql)
         dataset = self._queries.prepared_schema(plan)
         return pb.ActionCreatePreparedStatementResult(
-            prepared_statement_handle=Statement(sql, query_id=os.urandom(12)).encode(),
+            prepared_statement_handle=self._issued.encode(Statement(sql, query_id=os.urandom(12))),
             dataset_schema=dataset.serialize().to_pybytes() if dataset is not None else b"",
             parameter_schema=self._queries.parameter_schema(plan).serialize().to_pybytes(),
         )
@@ -332,7 +338,7 @@ class FlightSqlServer(flight.FlightServerBase):
     ) -> Statement:
         if isinstance(command, pb.CommandStatementQuery):
             return Statement(command.query)  # a transaction_id changes nothing for reads
-        statement = Statement.decode(command.prepared_statement_handle)
+        statement = self._issued.decode(command.prepared_statement_handle)
         if statement.params is None:
             # A client that kept its prepared handle after binding (see RecentBindings).
             bound = self._bindings.recall(statement.query_id)

@@ -97,6 +97,33 @@ def _ipc_table(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+# Handles and tickets issued lately, kept decoded: each comes back in the very next call.
+RECENTLY_ISSUED = 1024
+RECENTLY_ISSUED_BYTES = 16 * 1024 * 1024
+
+
+class IssuedStatements:
+    """Encodes handles and tickets, and decodes them without parsing again the ones it issued
+    lately: a lookup's handle from DoPut returns in GetFlightInfo, its ticket in DoGet, and
+    decoding reads Arrow IPC each time. Any other handle is decoded as usual."""
+
+    def __init__(self, limit: int = RECENTLY_ISSUED, limit_bytes: int = RECENTLY_ISSUED_BYTES):
+        self._issued: Lru[bytes, Statement] = Lru(limit, limit_bytes, _weight)
+
+    def encode(self, statement: Statement) -> bytes:
+        data = statement.encode()
+        self._issued.put(data, statement)
+        return data
+
+    def decode(self, data: bytes) -> Statement:
+        statement = self._issued.get(data)
+        return statement if statement is not None else Statement.decode(data)
+
+
+def _weight(statement: Statement) -> int:
+    return len(statement.sql) + (statement.params.nbytes if statement.params is not None else 0)
+
+
 # Clients older than DoPutPreparedStatementResult (flightsql-dbapi, older JDBC drivers) ignore
 # the handle it returns and execute the handle they prepared: the parameters they bound are kept
 # for them here, by prepared handle id, bounded in count and size, dropped on close.

@@ -9,7 +9,12 @@ from flightsrv.catalog import TableInfo, TableNotFound
 from flightsrv.flightsql import metadata, results, sqlcheck
 from flightsrv.flightsql.lru import Lru
 from flightsrv.flightsql.running import QueryCancelled, RunningQueries, StopFlag
-from flightsrv.flightsql.statements import InvalidHandle, RecentBindings, Statement
+from flightsrv.flightsql.statements import (
+    InvalidHandle,
+    IssuedStatements,
+    RecentBindings,
+    Statement,
+)
 
 
 def check(sql: str) -> sqlcheck.CheckedQuery:
@@ -171,6 +176,23 @@ def test_statement_handles_round_trip() -> None:
 def test_foreign_handles_are_rejected(data: bytes) -> None:
     with pytest.raises(InvalidHandle):
         Statement.decode(data)
+
+
+def test_issued_handles_come_back_decoded_and_others_are_parsed() -> None:
+    issued = IssuedStatements(limit=2, limit_bytes=1024)
+    params = pa.table({"0": ["o-1"]})
+    bound = Statement("SELECT * FROM t WHERE k = ?", params, None, b"q1")
+    data = issued.encode(bound)
+    assert data == bound.encode()
+    assert issued.decode(data) is bound  # kept, not parsed again
+    heavy = Statement("SELECT ?", pa.table({"0": ["x" * 4096]}), None, b"q2")
+    heavy_data = issued.encode(heavy)
+    foreign = Statement("SELECT 1", None, pa.schema([("x", pa.int64())]), b"q3").encode()
+    for data_, expected in ((heavy_data, heavy), (foreign, Statement.decode(foreign))):
+        decoded = issued.decode(data_)
+        assert decoded is not expected and decoded == expected
+    with pytest.raises(InvalidHandle):
+        issued.decode(b"not a handle")
 
 
 def test_rechunk_bounds_batch_size_without_losing_rows() -> None:
