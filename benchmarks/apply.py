@@ -16,7 +16,15 @@ from functools import partial
 
 from benchmarks import naive, pg
 from benchmarks.bodies import SCAN_PAGE_ITEMS, get_records_bodies, scan_bodies
-from benchmarks.common import Config, Measure, Section, median_measure, table, timed
+from benchmarks.common import (
+    Config,
+    Measure,
+    Section,
+    Target,
+    median_measure,
+    table,
+    timed,
+)
 from benchmarks.replay import STREAM_ARN, ReplayScan, ReplayStreams
 from sync.accelerators.base import Accelerator, open_accelerator
 from sync.bootstrap import load_scan
@@ -188,6 +196,7 @@ def run(cfg: Config) -> Section:
             rows.append(_row(f"naive {path}", engine, slow, "1×"))
             capacity = "" if path == "bootstrap" else f"{fast.shards_per_core:,.1f} shards/core; "
             unit = "items" if path == "bootstrap" else "records"
+            section.targets.append(_target(path, engine, unit, fast.rate, fast.rate / slow.rate))
             section.headline.append(
                 (
                     f"{path}, {engine}",
@@ -229,6 +238,30 @@ def run(cfg: Config) -> Section:
         "statement per record, one transaction per page, on a table preloaded like ours.",
     )
     return section
+
+
+# The goals, parsing included: records (items) per second, and the ratio to the
+# naive baseline every engine must reach.
+GOALS = {
+    ("change apply", "duckdb"): 200_000,
+    ("change apply", "sqlite"): 150_000,
+    ("change apply", "postgres"): 50_000,
+    ("bootstrap", "duckdb"): 250_000,
+    ("bootstrap", "sqlite"): 150_000,
+}
+GOAL_VS_NAIVE = 15
+
+
+def _target(path: str, engine: str, unit: str, rate: float, vs_naive: float) -> Target:
+    goal = GOALS.get((path, engine))
+    wanted = [f"≥ {GOAL_VS_NAIVE}× naive"]
+    met = vs_naive >= GOAL_VS_NAIVE
+    if goal is not None:
+        wanted.insert(0, f"≥ {goal:,} {unit}/s")
+        met = met and rate >= goal
+    return Target(
+        f"{path}, {engine}", "; ".join(wanted), f"{rate:,.0f} {unit}/s; {vs_naive:,.1f}× naive", met
+    )
 
 
 HEADER = (

@@ -13,8 +13,10 @@ reset (``/proc/<pid>/clear_refs``) before each ADBC fetch and read after it.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks import flight, tables
 from benchmarks.common import (
@@ -28,15 +30,29 @@ from benchmarks.common import (
 )
 from benchmarks.processes import Runtime
 
+QUARTERS = 4
+SAMPLE_S = 0.1  # RSS sampling period during a bootstrap
 
-def bootstrap_peak(cfg: Config, items: int) -> dict[str, float]:
+
+def bootstrap_peak(cfg: Config, items: int) -> dict[str, Any]:
+    """The runtime's peak RSS over a bootstrap of ``items``, and the highest RSS sampled
+    while each quarter of the items was being loaded (``quarters_kb``): whether memory grows
+    with the items loaded so far, within one run."""
     workdir = cfg.workdir / f"memory-bootstrap-{items}"
     mirror = workdir / "orders.duckdb"
     with tables.FakeDynamoProcess(workdir, {"orders": items}) as fake:
         dataset = tables.mirror_dataset("orders", fake.url, mirror)
         with Runtime(workdir / "runtime", [dataset]) as rt:
             began = time.monotonic()
-            ready_s = rt.wait_ready(timeout=600)
+            quarters = [0] * QUARTERS
+            done = threading.Event()
+            sampler = threading.Thread(target=_sample, args=(rt, items, quarters, done))
+            sampler.start()
+            try:
+                ready_s = rt.wait_ready(timeout=600)
+            finally:
+                done.set()
+                sampler.join()
             elapsed = time.monotonic() - began
             status = rt.datasets()[0]
             peak = proc_status_kb(rt.pid, "VmHWM")
@@ -49,7 +65,22 @@ def bootstrap_peak(cfg: Config, items: int) -> dict[str, float]:
         "items_per_s": items / elapsed,
         "peak_kb": peak,
         "rss_kb": rss,
+        "quarters_kb": quarters,
     }
+
+
+def _sample(rt: Runtime, items: int, quarters: list[int], done: threading.Event) -> None:
+    """Fill ``quarters`` with the highest RSS seen while each quarter of the items loaded."""
+    while not done.wait(SAMPLE_S):
+        try:
+            progress = (rt.datasets()[0].get("bootstrap") or {}).get("items")
+            rss = proc_status_kb(rt.pid, "VmRSS")
+        except (OSError, ValueError, LookupError):
+            continue  # the runtime is starting or gone: nothing to read this time
+        if progress is None:
+            continue
+        quarter = min(QUARTERS - 1, int(progress * QUARTERS / items))
+        quarters[quarter] = max(quarters[quarter], rss)
 
 
 @dataclass(frozen=True)
@@ -112,14 +143,24 @@ def run(cfg: Config) -> Section:
         "The runtime bootstraps `orders` (18-attribute items in Scan pages of 2,000, "
         "parallel segments as `auto` sizes them) from the stand-in endpoint into a file-mode "
         "DuckDB; VmHWM read once the dataset is Ready. One run per size: each is a whole "
-        "runtime start. *items/s* counts from the runtime's HTTP port answering to Ready.",
+        "runtime start. *items/s* counts from the runtime's HTTP port answering to Ready. "
+        f"*By quarter*: the highest RSS sampled (every {SAMPLE_S:g} s) while the first, "
+        "second, third and last quarter of the items were loaded.",
         "",
         *table(
-            ("items", "peak RSS (VmHWM)", "RSS when Ready", "Ready after", "items/s end to end"),
+            (
+                "items",
+                "peak RSS (VmHWM)",
+                "by quarter of the items",
+                "RSS when Ready",
+                "Ready after",
+                "items/s end to end",
+            ),
             [
                 (
                     f"{b['items']:,.0f}",
                     mib(int(b["peak_kb"])),
+                    " / ".join(mib(q) if q else "—" for q in b["quarters_kb"]),
                     mib(int(b["rss_kb"])),
                     f"{b['ready_s']:,.1f} s",
                     f"{b['items_per_s']:,.0f}",
@@ -168,7 +209,9 @@ def run(cfg: Config) -> Section:
             "bootstrap peak RSS bounded",
             "does not grow with the items",
             f"{mib(int(small_b['peak_kb']))} at {small_b['items']:,.0f} items, "
-            f"{mib(int(big_b['peak_kb']))} at {big_b['items']:,.0f} ({growth_b:,.2f}×)",
+            f"{mib(int(big_b['peak_kb']))} at {big_b['items']:,.0f} ({growth_b:,.2f}×); "
+            f"by quarter of the {big_b['items']:,.0f}: "
+            + " / ".join(mib(q) if q else "—" for q in big_b["quarters_kb"]),
             growth_b <= 1.25,
         ),
         Target(
