@@ -112,7 +112,7 @@ class RawServer(flight.FlightServerBase):
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> list[Any]:
         if action.type == "CreatePreparedStatement":
-            request = _unpack(action.body.to_pybytes(), pb.ActionCreatePreparedStatementRequest)
+            request = _flightsql(action.body.to_pybytes())
             handle = request.query.encode()
             parameters = request.query.count("?")  # the benchmarks' statements quote no "?"
             probe = [None] * parameters or None
@@ -137,14 +137,6 @@ def _flightsql(command: bytes) -> Any:
     if not wrapper.type_url.startswith(_TYPE_URL):
         return None
     message = getattr(pb, wrapper.type_url[len(_TYPE_URL) :])()
-    wrapper.Unpack(message)
-    return message
-
-
-def _unpack(data: bytes, kind: type[Any]) -> Any:
-    wrapper = any_pb2.Any()
-    wrapper.ParseFromString(data)
-    message = kind()
     wrapper.Unpack(message)
     return message
 
