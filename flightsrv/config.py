@@ -76,7 +76,10 @@ DATASET_METRICS = (
     "errors_transient_total",
     "reinitializations_on_lag_exceeds_shard_retention_total",
 )
-RUNTIME_KEYS = {"telemetry", "auth", "tls"}
+RUNTIME_KEYS = {"telemetry", "auth", "tls", "query"}
+QUERY_KEYS = {"timeout", "max_statement_size", "parse_timeout"}
+_SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB)?", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
 TELEMETRY_KEYS = {"enabled", "otel_exporter"}
 API_KEY_SECTIONS = ("api-key", "api_key")  # Spice's files use both spellings
 TLS_KEYS = {"enabled", "certificate_file", "key_file"}
@@ -128,6 +131,20 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class QueryLimits:
+    """``runtime.query``: what one client statement may cost the server.
+
+    A statement larger than ``max_statement_bytes`` is refused before it is parsed; parsing and
+    checking it may take ``parse_timeout`` at most; running it, ``timeout`` (``None``: no limit),
+    after which it is interrupted in the engine.
+    """
+
+    timeout: timedelta | None = timedelta(minutes=5)
+    max_statement_bytes: int = 256 * 1024
+    parse_timeout: timedelta = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     name: str
     datasets: tuple[DatasetSettings, ...]
@@ -138,6 +155,7 @@ class RuntimeConfig:
     api_keys: tuple[str, ...] = ()  # runtime.auth.api-key.keys when enabled; empty: no auth
     tls: TlsSettings | None = None
     snapshots: SnapshotSettings | None = None  # the top-level snapshots block, when enabled
+    query: QueryLimits = QueryLimits()
 
 
 def load_config(path: Path) -> RuntimeConfig:
@@ -194,7 +212,23 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
         _api_keys(runtime.get("auth"), f"{where}: runtime.auth"),
         _tls(runtime.get("tls"), f"{where}: runtime.tls", path.parent),
         snapshots,
+        _query_limits(runtime.get("query"), f"{where}: runtime.query"),
     )
+
+
+def _query_limits(raw: Any, where: str) -> QueryLimits:
+    """``runtime.query``: ``timeout`` (a duration, ``0s`` for none), ``max_statement_size``
+    (bytes, or with a unit: ``256KiB``, ``1MB``) and ``parse_timeout``."""
+    section = _mapping(raw, where)
+    _reject_unknown(section, QUERY_KEYS, where)
+    get = _Getter(section, where)
+    defaults = QueryLimits()
+    timeout = get.duration("timeout", defaults.timeout or timedelta(0))
+    parse_timeout = get.duration("parse_timeout", defaults.parse_timeout)
+    if parse_timeout <= timedelta(0):
+        raise ConfigError(f"{where}.parse_timeout: must be longer than 0")
+    size = get.size("max_statement_size", defaults.max_statement_bytes)
+    return QueryLimits(timeout if timeout > timedelta(0) else None, size, parse_timeout)
 
 
 def _snapshots(raw: Any, where: str, base: Path) -> SnapshotSettings | None:
@@ -691,6 +725,22 @@ class _Getter:
             return number
 
         return self._typed(key, default, convert, "an integer > 0")
+
+    def size(self, key: str, default: int) -> int:
+        """A byte size: a whole number of bytes, or with a unit (``KB``, ``KiB``, ``MB``…)."""
+
+        def convert(value: Any) -> int:
+            if isinstance(value, bool):
+                raise TypeError
+            match = _SIZE.fullmatch(str(value).strip())
+            if match is None:
+                raise TypeError
+            number = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+            if number <= 0:
+                raise TypeError
+            return number
+
+        return self._typed(key, default, convert, "a size such as 262144, 256KiB or 1MB")
 
     def mapping(self, key: str) -> dict[str, Any]:
         return _mapping(self._get(key), f"{self._where}.{key}")
