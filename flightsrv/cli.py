@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
+import os
 import sys
 import threading
 import time
@@ -13,12 +13,13 @@ import urllib.error
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from flightsrv import sqlclient
 from flightsrv.config import ConfigError, TlsSettings, load_config
 from flightsrv.flightsql.server import COMPRESSIONS
 from flightsrv.runtime import Endpoints, Runtime
+from flightsrv.signals import StopSignals
 from flightsrv.terminal import attach_progress, configure_logging
 from sync.snapshots import SnapshotRestoreError
 
@@ -26,6 +27,9 @@ DEFAULT_FLIGHT = "127.0.0.1:50051"
 DEFAULT_HTTP = "127.0.0.1:8090"
 DEFAULT_METRICS = "127.0.0.1:9090"
 EXIT_CONFIG = 2
+# Running queries are interrupted in their engines at once; the rest is the syncs committing
+# or rolling back their batch. An orchestrator's grace period is usually 10 s or more.
+SHUTDOWN_TIMEOUT_S = 4.5
 EXIT_UNREACHABLE = 1
 
 
@@ -55,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         default=_address(DEFAULT_METRICS),
         metavar="HOST:PORT",
         help="Prometheus metrics listener (GET /metrics)",
+    )
+    run.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=SHUTDOWN_TIMEOUT_S,
+        metavar="SECONDS",
+        help="on Ctrl-C or SIGTERM, exit after this long even if something still runs "
+        f"(default {SHUTDOWN_TIMEOUT_S:g}); a second signal exits at once",
     )
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument(
@@ -142,32 +154,53 @@ def main(argv: list[str] | None = None) -> int:
     except SnapshotRestoreError as e:
         print(f"error: {e} (snapshots.bootstrap_on_failure_behavior: retry)", file=sys.stderr)
         return 1
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
-    progress = attach_progress(runtime.datasets, args.log_format)
-    runtime.start()
-    log = logging.getLogger("flightsrv")
-    log.info(
-        "serving %d dataset(s): Flight SQL on %s://%s:%d, HTTP on http://%s:%d%s",
-        len(config.datasets),
-        runtime.flight_scheme,
-        args.flight[0],
-        runtime.flight.port,
-        args.http[0],
-        runtime.http.port,
-        ", API key required" if config.api_keys else "",
-    )
-    if runtime.metrics_server is not None:
-        log.info("metrics on http://%s:%d/metrics", args.metrics[0], runtime.metrics_server.port)
-    while not stopping.wait(0.5):
-        pass
-    log.info("stopping")
-    runtime.stop()
+    with StopSignals() as signals:
+        progress = attach_progress(runtime.datasets, args.log_format)
+        runtime.start()
+        log = logging.getLogger("flightsrv")
+        log.info(
+            "serving %d dataset(s): Flight SQL on %s://%s:%d, HTTP on http://%s:%d%s",
+            len(config.datasets),
+            runtime.flight_scheme,
+            args.flight[0],
+            runtime.flight.port,
+            args.http[0],
+            runtime.http.port,
+            ", API key required" if config.api_keys else "",
+        )
+        if runtime.metrics_server is not None:
+            log.info(
+                "metrics on http://%s:%d/metrics", args.metrics[0], runtime.metrics_server.port
+            )
+        signals.wait()
+        log.info("stopping")
+        # Stop in a thread: this one stays free to take a second signal, and to give up after
+        # the grace period (every batch commits with its checkpoint, so leaving is always safe).
+        stopper = threading.Thread(target=runtime.stop, name="stop", daemon=True)
+        stopper.start()
+        deadline = time.monotonic() + args.shutdown_timeout
+        while stopper.is_alive():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _exit_now(
+                    1, f"shutdown took longer than --shutdown-timeout ({args.shutdown_timeout:g} s)"
+                )
+            second = signals.wait(min(left, 0.1))
+            if second is not None:
+                _exit_now(128 + second, "second signal")
     if progress is not None:
         progress.stop()
     log.info("stopped")
     return 0
+
+
+def _exit_now(status: int, why: str) -> NoReturn:
+    """Leave without waiting for anything: data and checkpoints commit together, so whatever
+    was in flight is simply applied again on the next start."""
+    logging.getLogger("flightsrv").error("%s; exiting now", why)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def sql(args: argparse.Namespace) -> int:
@@ -238,7 +271,20 @@ def format_status(document: dict[str, Any], now: float | None = None) -> str:
         "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
         for row in rows
     ]
-    return "\n".join([header, *(line.rstrip() for line in lines)])
+    return "\n".join([header, *(line.rstrip() for line in lines), *_queries(runtime)])
+
+
+def _queries(runtime: dict[str, Any]) -> list[str]:
+    """The queries running in the engines, oldest first: what holds the cores."""
+    queries = runtime.get("queries") or []
+    if not queries:
+        return []
+    lines = ["", f"{len(queries)} running quer{'y' if len(queries) == 1 else 'ies'}:"]
+    for q in queries:
+        sql = " ".join(q["sql"].split())
+        state = " (stopping)" if q["stopping"] else ""
+        lines.append(f"  {_duration(q['age_s']):>7}  {q['call']}{state}  {sql[:100]}")
+    return lines
 
 
 def _detail(dataset: dict[str, Any]) -> str:

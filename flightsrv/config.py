@@ -66,6 +66,7 @@ POSTGRES_PARAMS = (
     "pg_sslmode",
     "pg_sslrootcert",
 )
+POSTGRES_READER_PARAMS = {"pg_reader_user": "user", "pg_reader_pass": "password"}
 POSTGRES_MAX_NAME = 52
 RETENTION_BEHAVIORS = ("error", "ready_before_load", "ready_after_load")
 # Spice's DynamoDB dataset metrics, exported as ``dataset_dynamodb_<name>`` when enabled.
@@ -611,7 +612,14 @@ def _postgres(name: str, where: str, get: _Getter, pget: _Getter) -> Acceleratio
             "postgres (PostgreSQL identifiers are 63 bytes, with room for a staging suffix)"
         )
     values = {key: pget.string(key) for key in POSTGRES_PARAMS}
+    reader = {
+        keyword: value
+        for key, keyword in POSTGRES_READER_PARAMS.items()
+        if (value := pget.string(key)) is not None
+    }
     pget.reject_rest()
+    if reader and "user" not in reader:
+        raise ConfigError(f"{where}.params.pg_reader_pass: goes with pg_reader_user")
     try:
         from sync.accelerators.postgres import spicepod_connection
     except ImportError as e:
@@ -622,7 +630,7 @@ def _postgres(name: str, where: str, get: _Getter, pget: _Getter) -> Acceleratio
         connection = spicepod_connection({k: v for k, v in values.items() if v is not None})
     except Exception as e:  # noqa: BLE001 - psycopg's conninfo errors name the problem
         raise ConfigError(f"{where}.params.pg_connection_string: {e}") from e
-    return AccelerationSettings("postgres", "file", None, connection)
+    return AccelerationSettings("postgres", "file", None, connection, reader or None)
 
 
 def _reject_unknown(mapping: Mapping[str, Any], known: set[str], where: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 
 import pyarrow.flight as flight
@@ -85,6 +84,7 @@ class Runtime:
             f"{self.flight_scheme}://{host}:{port}",
             self.catalog,
             compression=compression,
+            limits=config.query,
             middleware=middleware,
             **security,
         )
@@ -102,7 +102,9 @@ class Runtime:
                     e.strerror or e,
                 )
         self.http = HttpServer(*endpoints.http, self.datasets, about=self._about, api_keys=keys)
-        self._flight_thread = threading.Thread(target=self.flight.serve, name="flight")
+        # Flight SQL answers from construction on. Its ``serve()`` is not called: it would take
+        # SIGINT and SIGTERM over and wait for every call in flight before the process saw
+        # them, which a query computing for hours holds forever (see flightsrv.signals).
 
     def start(self) -> None:
         for dataset in self.datasets:
@@ -110,10 +112,10 @@ class Runtime:
         self.http.start()
         if self.metrics_server is not None:
             self.metrics_server.start()
-        self._flight_thread.start()
 
     def _about(self) -> dict[str, object]:
-        """What ``/v1/status`` says of the process: its spicepod and listening addresses."""
+        """What ``/v1/status`` says of the process: its spicepod, listening addresses and the
+        queries running in the engines (so an operator can see what holds a core)."""
         flight_host = self._endpoints.flight[0]
         metrics = self.metrics_server
         return {
@@ -124,6 +126,7 @@ class Runtime:
                 if metrics is None
                 else f"http://{metrics.host}:{metrics.port}/metrics",
             },
+            "queries": self.flight.running_queries.snapshot(),
         }
 
     def stop(self) -> None:

@@ -39,13 +39,16 @@ class AccelerationSettings:
     """The engine a dataset is mirrored into; ``file`` is set in file mode.
 
     ``connection`` holds libpq keywords (``host``, ``port``, ``dbname``, ``user``, ``password``,
-    ``sslmode``, …) for the postgres engine; unset ones take libpq's defaults.
+    ``sslmode``, …) for the postgres engine; unset ones take libpq's defaults. ``reader`` holds
+    the ``user`` (and ``password``) queries connect as instead, a role the engine only grants
+    SELECT on the served tables; unset, the engine manages such a role itself.
     """
 
     engine: Engine
     mode: Mode
     file: Path | None = None
     connection: Mapping[str, str] | None = field(default=None, hash=False, repr=False)
+    reader: Mapping[str, str] | None = field(default=None, hash=False, repr=False)
 
     @property
     def location(self) -> str:

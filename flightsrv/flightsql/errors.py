@@ -5,7 +5,7 @@ behind ``pa.ArrowKeyError`` reaches clients as NOT_FOUND and ``pa.ArrowInvalid``
 INVALID_ARGUMENT (checked against the ADBC Flight SQL driver, which reports them as ADBC
 NOT_FOUND and INVALID_ARGUMENT). ``FlightUnauthorizedError`` is gRPC PERMISSION_DENIED (ADBC
 UNAUTHORIZED), ``FlightUnavailableError`` UNAVAILABLE (ADBC IO) and ``FlightCancelledError``
-CANCELLED (ADBC CANCELLED).
+CANCELLED (ADBC CANCELLED), ``FlightTimedOutError`` DEADLINE_EXCEEDED (ADBC TIMEOUT).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pyarrow.flight as flight
 
 from flightsrv.catalog import CrossEngineQuery, DatasetNotReady, TableNotFound
 from flightsrv.flightsql.results import SchemaChanged
-from flightsrv.flightsql.running import QueryCancelled
+from flightsrv.flightsql.running import QueryCancelled, QueryTimedOut, ServerStopping
 from flightsrv.flightsql.sqlcheck import ReadOnlyViolation, SqlSyntaxError
 from flightsrv.flightsql.statements import InvalidHandle
 from sync.accelerators.query import QueryError
@@ -50,6 +50,10 @@ def as_flight_error(error: Exception) -> Exception:
         return pa.ArrowNotImplementedError(message)
     if isinstance(error, QueryCancelled):
         return flight.FlightCancelledError(message)
+    if isinstance(error, QueryTimedOut):
+        return flight.FlightTimedOutError(message)
+    if isinstance(error, ServerStopping):
+        return flight.FlightUnavailableError(message)
     return error
 
 
@@ -65,6 +69,8 @@ _DOMAIN_ERRORS = (
     BadRequest,
     Unsupported,
     QueryCancelled,
+    QueryTimedOut,
+    ServerStopping,
 )
 
 

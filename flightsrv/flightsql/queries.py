@@ -16,7 +16,13 @@ from flightsrv.flightsql.lru import Lru
 from flightsrv.flightsql.metadata import Namespace
 from flightsrv.flightsql.results import conform, rechunk, rows_within
 from flightsrv.flightsql.statements import Statement
-from sync.accelerators.query import QueryError, QueryHandle, RunningQuery, SupportsStart
+from sync.accelerators.query import (
+    QueryError,
+    QueryHandle,
+    RunningQuery,
+    StopSignal,
+    SupportsStart,
+)
 
 # Engines whose result types come from values rather than from the query (the SQLite handle
 # types a computed column by its first rows): their schema needs the real query, not LIMIT 0.
@@ -78,29 +84,29 @@ class QueryRunner:
             return pa.schema([])
         return plan.checked.parameter_schema(self.table_infos())
 
-    def prepared_schema(self, plan: Plan) -> pa.Schema | None:
+    def prepared_schema(self, plan: Plan, stop: StopSignal) -> pa.Schema | None:
         """The result schema at prepare time, before parameters are known.
 
         Parameters are probed as NULL, then (if the engine refuses NULL there) as a value of
         their announced type. Only when both fail is the schema left to GetFlightInfo, which
         has the real values: an empty schema would make JDBC take its update path.
         """
-        return self._cached_schema(plan, lambda: self._probe_prepared(plan))
+        return self._cached_schema(plan, lambda: self._probe_prepared(plan, stop))
 
-    def _probe_prepared(self, plan: Plan) -> pa.Schema | None:
+    def _probe_prepared(self, plan: Plan, stop: StopSignal) -> pa.Schema | None:
         count = plan.checked.param_count
         try:
-            return self._schema(plan, [None] * count)
+            return self._schema(plan, [None] * count, stop)
         except QueryError:
-            if count == 0:
+            if count == 0 or stop.is_set():
                 raise
         typed = [_SAMPLES.get(t, None) for t in self.parameter_schema(plan).types]
         try:
-            return self._schema(plan, typed)
+            return self._schema(plan, typed, stop)
         except QueryError:
             return None
 
-    def result_schema(self, plan: Plan, statement: Statement) -> pa.Schema:
+    def result_schema(self, plan: Plan, statement: Statement, stop: StopSignal) -> pa.Schema:
         """The schema DoGet will stream for ``statement``, learnt without running it fully.
 
         Kept per statement and table definitions, so a prepared statement's executions reuse
@@ -108,7 +114,7 @@ class QueryRunner:
         """
         rows = self._param_rows(plan, statement)
         params = rows[0] if rows else [None] * plan.checked.param_count
-        schema = self._cached_schema(plan, lambda: self._schema(plan, params))
+        schema = self._cached_schema(plan, lambda: self._schema(plan, params, stop))
         assert schema is not None
         return schema
 
@@ -134,11 +140,11 @@ class QueryRunner:
         return plan.handle.dialect, plan.sql, tables
 
     def run(
-        self, plan: Plan, statement: Statement, schema: pa.Schema
+        self, plan: Plan, statement: Statement, schema: pa.Schema, stop: StopSignal
     ) -> Direct | Iterator[pa.RecordBatch]:
         """The result of ``statement`` under ``schema``: :class:`Direct` when no batch needs
         reshaping, else batches of every bound parameter set in turn, each bounded in size and
-        conformed to ``schema``.
+        conformed to ``schema``. ``stop`` interrupts whichever statement is running.
 
         The first query starts before this returns, so its errors reach the caller directly
         rather than in the middle of a stream.
@@ -149,9 +155,9 @@ class QueryRunner:
         handle = plan.handle
         if len(rows) == 1 and isinstance(handle, SupportsStart):
             max_rows = rows_within(schema, self._max_batch_bytes)
-            query = handle.start(plan.sql, rows[0], max_rows)
+            query = handle.start(plan.sql, rows[0], max_rows, stop)
             if not query.reader.schema.equals(schema, check_metadata=True):
-                return self._batches(plan, query.reader, [], schema)
+                return self._batches(plan, query.reader, [], schema, stop)
             if max_rows is not None:
                 return Direct(query)
             # Variable-width rows: a result of one batch within the size limit (a lookup)
@@ -159,9 +165,9 @@ class QueryRunner:
             head = _head(query.reader)
             if len(head) <= 1 and all(b.nbytes <= self._max_batch_bytes for b in head):
                 return Direct(_Buffered(query, schema, head))
-            return self._batches(plan, query.reader, [], schema, head)
-        first = handle.execute(plan.sql, rows[0])
-        return self._batches(plan, first, rows[1:], schema)
+            return self._batches(plan, query.reader, [], schema, stop, head)
+        first = handle.execute(plan.sql, rows[0], stop)
+        return self._batches(plan, first, rows[1:], schema, stop)
 
     def _batches(
         self,
@@ -169,6 +175,7 @@ class QueryRunner:
         first: pa.RecordBatchReader,
         rest: Sequence[Sequence[object]],
         schema: pa.Schema,
+        stop: StopSignal,
         head: Sequence[pa.RecordBatch] = (),
     ) -> Iterator[pa.RecordBatch]:
         """``first``'s batches (after ``head``, batches already read from it), then those of
@@ -182,16 +189,19 @@ class QueryRunner:
             finally:
                 reader.close()
             head = ()
-            reader = plan.handle.execute(plan.sql, pending.pop(0)) if pending else None
+            reader = plan.handle.execute(plan.sql, pending.pop(0), stop) if pending else None
 
-    def _schema(self, plan: Plan, params: Sequence[object]) -> pa.Schema:
+    def _schema(self, plan: Plan, params: Sequence[object], stop: StopSignal) -> pa.Schema:
         dialect = plan.handle.dialect
         if dialect not in _VALUE_TYPED_DIALECTS:
+            probe = plan.checked.schema_probe_sql(dialect)
             try:
-                return _read_schema(plan.handle, plan.checked.schema_probe_sql(dialect), params)
+                return _read_schema(plan.handle, probe, params, stop)
             except QueryError:
-                pass  # the statement itself tells the real error (or works without LIMIT 0)
-        return _read_schema(plan.handle, plan.sql, params)
+                if stop.is_set():
+                    raise
+                # the statement itself tells the real error (or works without LIMIT 0)
+        return _read_schema(plan.handle, plan.sql, params, stop)
 
     def _param_rows(self, plan: Plan, statement: Statement) -> list[list[object]]:
         rows = statement.param_rows()
@@ -230,8 +240,10 @@ class _Buffered:
         self._query.close()
 
 
-def _read_schema(handle: QueryHandle, sql: str, params: Sequence[object]) -> pa.Schema:
-    reader = handle.execute(sql, params)
+def _read_schema(
+    handle: QueryHandle, sql: str, params: Sequence[object], stop: StopSignal
+) -> pa.Schema:
+    reader = handle.execute(sql, params, stop)
     try:
         return reader.schema
     finally:

@@ -20,7 +20,7 @@ from a Python generator that bounds and conforms each batch.
 from __future__ import annotations
 
 import os
-import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,12 +30,13 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
 from flightsrv.catalog import Catalog
+from flightsrv.config import QueryLimits
 from flightsrv.flightsql import metadata, sessions
 from flightsrv.flightsql.errors import BadRequest, Unsupported, client_error
 from flightsrv.flightsql.metadata import Namespace
-from flightsrv.flightsql.queries import Direct, QueryRunner
+from flightsrv.flightsql.queries import Direct, Plan, QueryRunner
 from flightsrv.flightsql.results import MAX_BATCH_BYTES
-from flightsrv.flightsql.running import QueryCancelled, RunningQueries, StopFlag
+from flightsrv.flightsql.running import CallContext, RunningQueries, StopFlag
 from flightsrv.flightsql.statements import (
     InvalidHandle,
     IssuedStatements,
@@ -78,7 +79,8 @@ class FlightSqlServer(flight.FlightServerBase):
     The gRPC server listens from construction on; :meth:`serve` blocks until
     :meth:`shutdown` (typically ``serve`` runs in a thread). ``location`` ``None`` means
     :data:`DEFAULT_LOCATION`; port 0 picks a free port, read back from :attr:`port`.
-    ``compression`` (``none``, ``zstd``, ``lz4``) compresses the bodies of result messages.
+    ``compression`` (``none``, ``zstd``, ``lz4``) compresses the bodies of result messages;
+    ``limits.timeout`` stops a query that runs longer, in its engine.
     Other keyword arguments (``auth_handler``, ``tls_certificates``, ``middleware``…) go to
     :class:`pyarrow.flight.FlightServerBase`.
     """
@@ -92,16 +94,16 @@ class FlightSqlServer(flight.FlightServerBase):
         schema_name: str = SCHEMA_NAME,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         compression: str = "none",
+        limits: QueryLimits | None = None,
         **kwargs: Any,
     ) -> None:
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression: expected one of {', '.join(COMPRESSIONS)}")
         super().__init__(location or DEFAULT_LOCATION, **kwargs)
-        self._stopping = threading.Event()
         self.catalog = catalog
         self.namespace = Namespace(catalog_name, schema_name)
         self._queries = QueryRunner(catalog, self.namespace, max_batch_bytes)
-        self._running = RunningQueries()
+        self._running = RunningQueries((limits or QueryLimits()).timeout)
         self._bindings = RecentBindings()
         self._issued = IssuedStatements()
         self._write_options = pa.ipc.IpcWriteOptions(
@@ -109,18 +111,18 @@ class FlightSqlServer(flight.FlightServerBase):
         )
 
     @property
-    def running_queries(self) -> int:
-        """Result streams being sent right now."""
-        return len(self._running)
+    def running_queries(self) -> RunningQueries:
+        """The queries running in the engines right now."""
+        return self._running
 
     def shutdown(self) -> None:
-        """Stop serving: result streams end at their next batch, then wait for the calls.
+        """Stop serving: every running query is interrupted in its engine, then the calls are
+        waited for.
 
-        gRPC waits for every call in flight, so a stream whose client keeps reading is cut
-        short (UNAVAILABLE; a stream sent from C++ fails with the engine's interruption)
-        instead of holding shutdown until its last row.
+        gRPC waits for every call in flight, so a query still computing or a stream whose
+        client keeps reading is cut short (UNAVAILABLE; a stream sent from C++ fails with the
+        engine's interruption) instead of holding shutdown until its last row.
         """
-        self._stopping.set()
         self._running.stop_all()
         super().shutdown()
 
@@ -130,7 +132,7 @@ class FlightSqlServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
         try:
-            return self._get_flight_info(descriptor)
+            return self._get_flight_info(descriptor, context)
         except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
             raise client_error("GetFlightInfo", e) from None
 
@@ -138,7 +140,7 @@ class FlightSqlServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.SchemaResult:
         try:
-            return flight.SchemaResult(self._get_schema(descriptor))
+            return flight.SchemaResult(self._get_schema(descriptor, context))
         except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
             raise client_error("GetSchema", e) from None
 
@@ -166,7 +168,7 @@ class FlightSqlServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, action: flight.Action
     ) -> list[flight.Result]:
         try:
-            return self._do_action(action)
+            return self._do_action(action, context)
         except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
             raise client_error(f"DoAction {action.type}", e) from None
 
@@ -190,12 +192,14 @@ class FlightSqlServer(flight.FlightServerBase):
 
     # --- implementations ----------------------------------------------------------------------
 
-    def _get_flight_info(self, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+    def _get_flight_info(
+        self, descriptor: flight.FlightDescriptor, context: CallContext
+    ) -> flight.FlightInfo:
         command = _command(descriptor)
         if isinstance(command, pb.CommandStatementQuery | pb.CommandPreparedStatementQuery):
             statement = self._statement(command)
             plan = self._queries.plan(statement.sql)
-            schema = self._queries.result_schema(plan, statement)
+            schema = self._result_schema(plan, statement, "GetFlightInfo", context)
             # The ticket carries the promised schema so DoGet streams exactly that.
             ticket = pb.TicketStatementQuery(
                 statement_handle=self._issued.encode(statement.as_ticket(schema, os.urandom(12)))
@@ -204,11 +208,12 @@ class FlightSqlServer(flight.FlightServerBase):
         schema, _ = self._metadata(command)
         return _info(descriptor, schema, descriptor.command)  # the command is its own ticket
 
-    def _get_schema(self, descriptor: flight.FlightDescriptor) -> pa.Schema:
+    def _get_schema(self, descriptor: flight.FlightDescriptor, context: CallContext) -> pa.Schema:
         command = _command(descriptor)
         if isinstance(command, pb.CommandStatementQuery | pb.CommandPreparedStatementQuery):
             statement = self._statement(command)
-            return self._queries.result_schema(self._queries.plan(statement.sql), statement)
+            plan = self._queries.plan(statement.sql)
+            return self._result_schema(plan, statement, "GetSchema", context)
         return self._metadata(command)[0]
 
     def _do_get(
@@ -218,16 +223,23 @@ class FlightSqlServer(flight.FlightServerBase):
         if isinstance(command, pb.TicketStatementQuery):
             statement = self._issued.decode(command.statement_handle)
             plan = self._queries.plan(statement.sql)  # checked again: tickets are not trusted
-            schema = statement.schema or self._queries.result_schema(plan, statement)
-            cancelled = self._running.start(statement.query_id)
+            schema = statement.schema or self._result_schema(plan, statement, "DoGet", context)
+            query_id = statement.query_id
+            stop = self._running.start(query_id, "DoGet", statement.sql, context)
             try:
-                result = self._queries.run(plan, statement, schema)
-            except BaseException:
-                self._running.finish(statement.query_id, cancelled)
+                result = self._queries.run(plan, statement, schema, stop)
+            except BaseException as e:
+                self._running.finish(query_id, stop)
+                if stop.cause is not None:
+                    raise stop.cause from e
                 raise
+            # The stream outlives this handler; its call context may not be touched after.
+            self._running.detach(query_id, stop)
             if isinstance(result, Direct):
-                return self._direct(result, statement.query_id, cancelled)
-            guarded = self._guarded(result, context, statement.query_id, cancelled)
+                return self._direct(result, query_id, stop)
+            guarded = self._guarded(result, context, query_id, stop)
+            # A stream dropped before its first batch never runs the generator's cleanup.
+            weakref.finalize(guarded, self._running.finish, query_id, stop)
             return flight.GeneratorStream(schema, guarded, options=self._write_options)
         _, build = self._metadata(command)
         return flight.RecordBatchStream(build(), options=self._write_options)
@@ -255,11 +267,11 @@ class FlightSqlServer(flight.FlightServerBase):
         result = pb.DoPutPreparedStatementResult(prepared_statement_handle=handle)
         writer.write(pa.py_buffer(result.SerializeToString()))
 
-    def _do_action(self, action: flight.Action) -> list[flight.Result]:
+    def _do_action(self, action: flight.Action, context: CallContext) -> list[flight.Result]:
         body = action.body.to_pybytes()
         if action.type == _CREATE_PREPARED:
             request = _unpack(body, pb.ActionCreatePreparedStatementRequest)
-            return [flight.Result(_pack(self._prepare(request.query)))]
+            return [flight.Result(_pack(self._prepare(request.query, context)))]
         if action.type == _CLOSE_PREPARED:
             request = _unpack(body, pb.ActionClosePreparedStatementRequest)
             self._bindings.forget(self._issued.decode(request.prepared_statement_handle).query_id)
@@ -324,11 +336,13 @@ class FlightSqlServer(flight.FlightServerBase):
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _prepare(self, sql: str) -> pb.ActionCreatePreparedStatementResult:
+    def _prepare(self, sql: str, context: CallContext) -> pb.ActionCreatePreparedStatementResult:
         plan = self._queries.plan(sql)
-        dataset = self._queries.prepared_schema(plan)
+        query_id = os.urandom(12)
+        with self._running.tracking(query_id, "CreatePreparedStatement", sql, context) as stop:
+            dataset = self._queries.prepared_schema(plan, stop)
         return pb.ActionCreatePreparedStatementResult(
-            prepared_statement_handle=self._issued.encode(Statement(sql, query_id=os.urandom(12))),
+            prepared_statement_handle=self._issued.encode(Statement(sql, query_id=query_id)),
             dataset_schema=dataset.serialize().to_pybytes() if dataset is not None else b"",
             parameter_schema=self._queries.parameter_schema(plan).serialize().to_pybytes(),
         )
@@ -346,47 +360,58 @@ class FlightSqlServer(flight.FlightServerBase):
                 return statement.with_params(bound)
         return statement
 
-    def _direct(self, result: Direct, query_id: bytes, cancelled: StopFlag) -> _EngineStream:
-        """The engine's reader as a C++ stream; a cancellation interrupts the engine."""
+    def _result_schema(
+        self, plan: Plan, statement: Statement, call: str, context: CallContext
+    ) -> pa.Schema:
+        """The result schema, learnt by a query that a cancel or the timeout may stop."""
+        query_id = statement.query_id or os.urandom(12)
+        with self._running.tracking(query_id, call, statement.sql, context) as stop:
+            return self._queries.result_schema(plan, statement, stop)
+
+    def _direct(self, result: Direct, query_id: bytes, stop: StopFlag) -> _EngineStream:
+        """The engine's reader as a C++ stream (a stop interrupts the engine, which the handle
+        arranged when it started the statement)."""
         query = result.query
 
         def release() -> None:
-            self._running.finish(query_id, cancelled)
+            self._running.finish(query_id, stop)
             query.close()
 
-        stream = _EngineStream(query.reader, self._write_options, release)
-        cancelled.on_set(query.interrupt)
-        return stream
+        return _EngineStream(query.reader, self._write_options, release)
 
     def _guarded(
         self,
         batches: Iterator[pa.RecordBatch],
         context: flight.ServerCallContext,
         query_id: bytes,
-        cancelled: StopFlag,
+        stop: StopFlag,
     ) -> Iterator[pa.RecordBatch]:
-        """Batches until the end, a cancellation, the client leaving, or shutdown.
+        """Batches until the end, a cancellation, the timeout, the client leaving, or shutdown.
 
         Each stop is checked before the next batch is asked of the engine, so a client that
-        went away frees its cursor without the engine computing another batch. Errors raised
-        mid-stream (later parameter sets…) are mapped like others.
+        went away frees its cursor without the engine computing another batch; one arriving
+        while the engine computes a batch interrupts it there. Errors raised mid-stream (later
+        parameter sets…) are mapped like others.
         """
         try:
             while True:
-                if self._stopping.is_set():
-                    raise flight.FlightUnavailableError("the server is shutting down")
-                if cancelled.is_set():
-                    raise QueryCancelled("the query was cancelled (CancelFlightInfo)")
+                if stop.cause is not None:
+                    raise stop.cause
                 if context.is_cancelled():
                     return  # nobody is listening: no status to send
-                batch = next(batches, None)
+                try:
+                    batch = next(batches, None)
+                except Exception as e:
+                    if stop.cause is not None:
+                        raise stop.cause from e
+                    raise
                 if batch is None:
                     return
                 yield batch
         except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
             raise client_error("DoGet stream", e) from None
         finally:
-            self._running.finish(query_id, cancelled)
+            self._running.finish(query_id, stop)
             close = getattr(batches, "close", None)
             if close is not None:
                 close()  # release the engine cursor now, not when garbage collected

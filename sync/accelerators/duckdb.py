@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from sync.accelerators import sql
-from sync.accelerators.query import QueryError
+from sync.accelerators.query import QueryError, StopSignal
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
 from sync.schema import (
     Column,
@@ -72,27 +72,37 @@ class DuckDBQueryHandle:
     def __init__(self, accelerator: DuckDBAccelerator) -> None:
         self._accelerator = accelerator
 
-    def execute(self, sql_text: str, params: Sequence[object] = ()) -> pa.RecordBatchReader:
-        return self.start(sql_text, params).reader
+    def execute(
+        self, sql_text: str, params: Sequence[object] = (), stop: StopSignal | None = None
+    ) -> pa.RecordBatchReader:
+        return self.start(sql_text, params, stop=stop).reader
 
     def start(
-        self, sql_text: str, params: Sequence[object] = (), max_batch_rows: int | None = None
+        self,
+        sql_text: str,
+        params: Sequence[object] = (),
+        max_batch_rows: int | None = None,
+        stop: StopSignal | None = None,
     ) -> DuckDBQuery:
-        cursor = self._accelerator.cursor()
+        query = DuckDBQuery(self._accelerator.cursor())
+        if stop is not None:
+            stop.on_set(query.interrupt)
         rows = ROWS_PER_BATCH if max_batch_rows is None else min(max_batch_rows, ROWS_PER_BATCH)
         try:
+            if stop is not None and stop.is_set():
+                raise QueryError("the query was stopped before it started")
             # The engine's own guard behind the server's SQL check: a statement that writes
             # fails in a read-only transaction. It ends when the reader is released.
-            cursor.execute("BEGIN TRANSACTION READ ONLY")
-            relation = cursor.sql(sql_text, params=list(params) or None)
+            query.cursor.execute("BEGIN TRANSACTION READ ONLY")
+            relation = query.cursor.sql(sql_text, params=list(params) or None)
             if relation is None:  # a statement without a result
-                reader = pa.RecordBatchReader.from_batches(pa.schema([]), [])
+                query.reader = pa.RecordBatchReader.from_batches(pa.schema([]), [])
             else:
-                reader = relation.to_arrow_reader(rows)
-        except duckdb.Error as e:
-            cursor.close()
+                query.reader = relation.to_arrow_reader(rows)
+        except (duckdb.Error, QueryError) as e:
+            query.close()
             raise QueryError(str(e)) from e
-        return DuckDBQuery(reader, cursor)
+        return query
 
 
 class DuckDBQuery:
@@ -101,22 +111,26 @@ class DuckDBQuery:
     DuckDB's reader holds the cursor's connection, and so its read-only transaction, until the
     reader is closed or dropped: callers that only keep the reader leak nothing. Closing the
     cursor while the reader is still read would end the result early without an error, so
-    :meth:`close` is for when nobody reads any more.
+    :meth:`close` is for when nobody reads any more. The cursor is never reused, so a late
+    :meth:`interrupt` can stop nothing but this statement.
     """
 
-    def __init__(self, reader: pa.RecordBatchReader, cursor: duckdb.DuckDBPyConnection) -> None:
-        self.reader = reader
-        self._cursor = cursor
+    reader: pa.RecordBatchReader
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        self.cursor = cursor
 
     def interrupt(self) -> None:
         try:
-            self._cursor.interrupt()
+            self.cursor.interrupt()
         except duckdb.Error:
             pass  # closed already: nothing runs any more
 
     def close(self) -> None:
-        self.reader.close()
-        self._cursor.close()
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.close()
+        self.cursor.close()
 
 
 class DuckDBAccelerator:
@@ -128,7 +142,13 @@ class DuckDBAccelerator:
     def __init__(self, settings: AccelerationSettings) -> None:
         # Queries share this database: no file or network access from SQL, and settings
         # locked so that no statement can turn that back on.
-        config = {"enable_external_access": False, "lock_configuration": True}
+        config = {
+            "enable_external_access": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            "lock_configuration": True,
+        }
         self._file = settings.file if settings.mode == "file" else None
         if settings.mode == "file":
             assert settings.file is not None

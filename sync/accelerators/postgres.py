@@ -15,6 +15,7 @@ in chunks (never the whole result in memory).
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,9 +38,10 @@ except ImportError as e:  # pragma: no cover - depends on the installation
         "the postgres accelerator needs psycopg and pgpq: pip install 'dynamirror[postgres]'"
     ) from e
 
+from sync.accelerators import postgres_reader as pg_reader
 from sync.accelerators import sql
 from sync.accelerators.base import CHECKPOINT_TABLE
-from sync.accelerators.query import QueryError
+from sync.accelerators.query import QueryError, StopSignal
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
 from sync.schema import (
     Column,
@@ -51,6 +53,8 @@ from sync.schema import (
     TypeSupport,
 )
 from sync.settings import AccelerationSettings
+
+log = logging.getLogger(__name__)
 
 TYPE_NAMES = {
     ColumnType.BIGINT: "bigint",
@@ -93,6 +97,8 @@ def _using(name: str, before: SqlType, after: SqlType) -> str:
 ROWS_PER_BATCH = 16 * 1024  # rows per Arrow batch of a query result
 ROWS_PER_CHUNK = 4 * 1024  # rows libpq buffers per network read of a query result
 IDLE_QUERY_CONNECTIONS = 4  # query connections kept open between queries
+CANCEL_TIMEOUT_S = 5.0  # a cancel request the server does not answer gives up
+CLIENT_CHECK_INTERVAL = "1s"  # how soon the server notices a query's runtime is gone
 LOCK_TIMEOUT = "10s"  # a schema change waiting behind a long query gives up and is retried
 STAGE = "_dynamirror_stage"
 MAX_NAME_BYTES = 63  # PostgreSQL cuts longer identifiers short
@@ -311,37 +317,44 @@ class PostgresQueryHandle:
     def __init__(self, pool: _QueryPool) -> None:
         self._pool = pool
 
-    def execute(self, sql_text: str, params: Sequence[object] = ()) -> pa.RecordBatchReader:
+    def execute(
+        self, sql_text: str, params: Sequence[object] = (), stop: StopSignal | None = None
+    ) -> pa.RecordBatchReader:
         try:
             con = self._pool.get()
         except psycopg.Error as e:
             raise QueryError(_message(e)) from e
+        running = _Running(con)
+        if stop is not None:
+            stop.on_set(running.cancel)
         statement = positional(sql_text) if params else sql_text
         try:
+            if stop is not None and stop.is_set():
+                raise QueryError("the query was stopped before it started")
             cur = con.cursor()
             rows = cur.stream(statement, list(params) or None, size=ROWS_PER_CHUNK)
             first = list(itertools.islice(rows, ROWS_PER_BATCH))
             # psycopg describes a streamed result from its first row: without rows, ask.
             fields = _fields(cur) if first else _describe(con, statement)
         except psycopg.Error as e:
-            self._pool.discard(con)
+            running.release(self._pool, done=False)
             raise QueryError(_message(e)) from e
         except BaseException:
-            self._pool.discard(con)
+            running.release(self._pool, done=False)
             raise
         schema = pa.schema([pa.field(name, arrow_type(oid, fmod)) for name, oid, fmod in fields])
         if len(first) < ROWS_PER_BATCH:  # the whole result is in: the connection is free now
-            self._pool.put(con)
+            running.release(self._pool, done=True)
             return pa.RecordBatchReader.from_batches(
                 schema, [_record_batch(first, schema)] if first else []
             )
-        batches = self._batches(con, rows, first, schema)
+        batches = self._batches(running, rows, first, schema)
         next(batches)  # into its try block: a reader closed unread still frees the connection
         return pa.RecordBatchReader.from_batches(schema, batches)
 
     def _batches(
         self,
-        con: psycopg.Connection[Any],
+        running: _Running,
         rows: Iterator[tuple[Any, ...]],
         first: list[tuple[Any, ...]],
         schema: pa.Schema,
@@ -358,10 +371,35 @@ class PostgresQueryHandle:
             raise QueryError(_message(e)) from e
         finally:
             # A stream abandoned half-way leaves the connection busy: close it, don't pool it.
-            if done:
-                self._pool.put(con)
-            else:
-                self._pool.discard(con)
+            running.release(self._pool, done)
+
+
+class _Running:
+    """A pooled connection lent to one query, which a stop may cancel until it is given back:
+    a cancel arriving later must not hit the next query on that connection."""
+
+    def __init__(self, con: psycopg.Connection[Any]) -> None:
+        self._con: psycopg.Connection[Any] | None = con
+        self._lock = threading.Lock()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                try:
+                    self._con.cancel_safe(timeout=CANCEL_TIMEOUT_S)
+                except psycopg.Error:
+                    pass  # the query ended, or the server is gone: nothing runs any more
+
+    def release(self, pool: _QueryPool, done: bool) -> None:
+        """Give the connection back (``done``: its result was read to the end) or close it."""
+        with self._lock:
+            con, self._con = self._con, None
+        if con is None:
+            return
+        if done:
+            pool.put(con)
+        else:
+            pool.discard(con)
 
 
 def _record_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
@@ -402,6 +440,9 @@ class _QueryPool:
             con.autocommit = False
             con.read_only = True
             con.execute("SET default_transaction_read_only = on")
+            # A query whose runtime died (killed, crashed) would otherwise compute on until it
+            # has a row to send, which an aggregate may never have.
+            con.execute(f"SET client_connection_check_interval = '{CLIENT_CHECK_INTERVAL}'")
             con.commit()
         except BaseException:
             con.close()
@@ -464,18 +505,90 @@ class PostgresAccelerator:
     def __init__(self, settings: AccelerationSettings) -> None:
         # No I/O here: a server that is not up yet only fails the calls that need it.
         self._params = dict(settings.connection or {})
+        self._configured_reader = dict(settings.reader or {})
+        # The role granted SELECT on each table, and what queries connect with; settled by the
+        # first write connection (None until then).
+        self._reader_role: str | None = None
+        self._reader_params: dict[str, str] | None = None
+        self._reader_lock = threading.Lock()
         self._pool = _QueryPool(self._connect_reader, IDLE_QUERY_CONNECTIONS)
+        # The sync's own reads (table definitions, row counts) as the writer.
+        self._internal = _QueryPool(self._connect_internal, 1)
         self._idle_writers: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self._specs: dict[str, TableSpec] = {}  # as committed; only the writers change tables
         self._closed = False
 
-    def _connect_reader(self) -> psycopg.Connection[Any]:
+    def _connect_internal(self) -> psycopg.Connection[Any]:
         return psycopg.connect(
-            **{"application_name": "dynamirror-query", **self._params},
+            **{"application_name": "dynamirror-sync", **self._params},
             prepare_threshold=None,
             cursor_factory=psycopg.RawCursor,
         )
+
+    def _connect_reader(self) -> psycopg.Connection[Any]:
+        """A query connection, as the reader role (see :mod:`postgres_reader`)."""
+        if self._reader_params is None:
+            with self._transaction():
+                pass  # the first write connection settles the reader role
+        assert self._reader_params is not None
+        params = {"application_name": "dynamirror-query", **self._reader_params}
+        try:
+            return psycopg.connect(
+                **params, prepare_threshold=None, cursor_factory=psycopg.RawCursor
+            )
+        except psycopg.OperationalError as e:
+            if self._configured_reader or self._reader_params is self._params:
+                raise
+            # The server's pg_hba.conf may not let the managed role in: fall back, loudly.
+            log.warning(
+                "PostgreSQL queries run as the writer %r: the reader role %r cannot connect (%s); "
+                "allow it in pg_hba.conf, or set pg_reader_user / pg_reader_pass",
+                self._params.get("user"),
+                self._reader_role,
+                _message(e),
+            )
+            self._reader_params = self._params
+            return self._connect_reader()
+
+    def _settle_reader(self, cur: psycopg.Cursor[Any]) -> None:
+        """Choose (and create or reset) the role queries run as, once, on a write connection."""
+        with self._reader_lock:
+            if self._reader_params is not None:
+                return
+            writer = str(cur.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
+            if self._configured_reader:
+                role = self._configured_reader["user"]
+                params = {**self._params, **self._configured_reader}
+            else:
+                role = pg_reader.managed_name(writer)
+                password = pg_reader.derived_password(self._params.get("password"))
+                if pg_reader.ensure_managed(cur, role, password):
+                    params = {**self._params, "user": role, "password": password}
+                else:
+                    log.warning(
+                        "PostgreSQL queries run as the writer %r: it may not create the reader "
+                        "role %r (CREATEROLE); set pg_reader_user / pg_reader_pass to a role "
+                        "with no privileges, which the runtime grants SELECT on its tables",
+                        writer,
+                        role,
+                    )
+                    role, params = writer, self._params
+            if role != writer:
+                pg_reader.grant_schema(cur, role)
+            if pg_reader.is_superuser(cur, role):
+                log.warning(
+                    "PostgreSQL queries run as %r, a SUPERUSER: a query could reach past the "
+                    "mirrored tables if the statement check let it; use a reader role with no "
+                    "privileges (pg_reader_user / pg_reader_pass)",
+                    role,
+                )
+            self._reader_role = None if role == writer else role
+            self._reader_params = params
+
+    def _grant(self, cur: psycopg.Cursor[Any], table: str) -> None:
+        if self._reader_role is not None:
+            pg_reader.grant_table(cur, self._reader_role, table)
 
     def _connect_writer(self) -> psycopg.Connection[Any]:
         con = psycopg.connect(
@@ -491,6 +604,8 @@ class PostgresAccelerator:
             con.execute("SET synchronous_commit = off")
             with con.transaction(), con.cursor() as cur:
                 _ensure_checkpoint_table(cur)
+            with con.transaction(), con.cursor() as cur:
+                self._settle_reader(cur)
         except BaseException:
             con.close()
             raise
@@ -521,8 +636,12 @@ class PostgresAccelerator:
                 con.close()
 
     def table_spec(self, name: str) -> TableSpec | None:
-        with _reading(self._pool) as cur:
-            return _table_spec(cur, name)
+        with _reading(self._internal) as cur:
+            spec = _table_spec(cur, name)
+        if spec is not None and self._reader_role is not None:
+            with self._transaction() as cur:  # a table of an older version, or a lost grant
+                self._grant(cur, name)
+        return spec
 
     def create_table(self, spec: TableSpec) -> None:
         if len(spec.name.encode()) > MAX_NAME_BYTES:
@@ -532,6 +651,7 @@ class PostgresAccelerator:
         with self._transaction() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
             cur.execute(sql.create_table_sql(spec, type_name))
+            self._grant(cur, spec.name)
         self._specs[spec.name] = spec
 
     def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
@@ -593,7 +713,7 @@ class PostgresAccelerator:
             return sql.checkpoint_from_rows(cur.execute(_CHECKPOINT_SELECT, [dataset]).fetchall())
 
     def row_count(self, table: str) -> int:
-        with _reading(self._pool) as cur:
+        with _reading(self._internal) as cur:
             row = cur.execute(f"SELECT count(*) FROM {sql.quote(table)}").fetchone()
         return int(row[0]) if row else 0
 
@@ -608,6 +728,7 @@ class PostgresAccelerator:
             self._closed = True
             idle, self._idle_writers = self._idle_writers, []
         self._pool.close()
+        self._internal.close()
         for con in idle:
             con.close()
 

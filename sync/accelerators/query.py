@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
+
+
+class StopSignal(Protocol):
+    """Set from another thread to stop one query: a client's cancel, the query timeout, the
+    client going away, or shutdown.
+
+    A handle registers how to interrupt its engine statement *before* it starts running it, so
+    a statement that computes for hours without producing a batch (an aggregate, a sort) stops
+    in the engine too, not only between batches.
+    """
+
+    def is_set(self) -> bool: ...
+
+    def on_set(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the setting thread) when set, or now if set already."""
+        ...
 
 
 class QueryHandle(Protocol):
@@ -18,8 +34,13 @@ class QueryHandle(Protocol):
 
     dialect: str
 
-    def execute(self, sql: str, params: Sequence[object] = ()) -> pa.RecordBatchReader:
+    def execute(
+        self, sql: str, params: Sequence[object] = (), stop: StopSignal | None = None
+    ) -> pa.RecordBatchReader:
         """Run ``sql`` with positional ``?`` parameters and stream the result as Arrow batches.
+
+        ``stop`` interrupts the statement in the engine, whether it is still computing or its
+        result is being read; the reader then fails with :class:`QueryError`.
 
         Raises:
             QueryError: the engine rejected the statement (message is the engine's own).
@@ -50,7 +71,11 @@ class SupportsStart(Protocol):
     without Python per batch and still stop it (see :class:`RunningQuery`)."""
 
     def start(
-        self, sql: str, params: Sequence[object] = (), max_batch_rows: int | None = None
+        self,
+        sql: str,
+        params: Sequence[object] = (),
+        max_batch_rows: int | None = None,
+        stop: StopSignal | None = None,
     ) -> RunningQuery:
         """Like :meth:`QueryHandle.execute`; ``max_batch_rows`` caps the rows per batch.
 

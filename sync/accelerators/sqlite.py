@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync.accelerators import sql
-from sync.accelerators.query import QueryError
+from sync.accelerators.base import CHECKPOINT_TABLE
+from sync.accelerators.query import QueryError, StopSignal
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
 from sync.schema import Column, ColumnType, DecimalType, SqlType, TableSpec, TypeSupport
 from sync.settings import AccelerationSettings
@@ -80,9 +81,44 @@ def _bindable(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column
 
 
+# What a query connection's authorizer lets a statement do: read (plain and recursive
+# selects, columns of tables) and call functions, except those below. Everything else
+# (PRAGMA, ATTACH, writes, schema changes, transactions) is denied by SQLite itself, whatever
+# SQL reached it.
+_ALLOWED_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+# Functions that reach outside the database or leak process memory: fts3_tokenizer() returns a
+# pointer (and with two arguments installs one), load_extension() runs native code, the
+# shell's file functions read and write files; randomblob/zeroblob allocate what they are asked.
+_DENIED_FUNCTIONS = frozenset(
+    {
+        "fts3_tokenizer", "fts5", "load_extension", "readfile", "writefile", "edit", "lsmode",
+        "sqlar_compress", "sqlar_uncompress", "zipfile", "randomblob", "zeroblob",
+    }
+)  # fmt: skip
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+    """The authorizer of a query connection: reads and function calls, but not of SQLite's own
+    tables, the checkpoint table or the denied functions. (A CTE's name is read like a table's,
+    so the served tables themselves are the statement check's to enforce.)"""
+    if action not in _ALLOWED_ACTIONS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_READ and arg1 is not None:
+        name = arg1.lower()
+        if name.startswith("sqlite_") or name == CHECKPOINT_TABLE:
+            return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
 class SQLiteQueryHandle:
     """Each query on its own read-only connection (``PRAGMA query_only``), streamed in batches.
 
+    The connection's authorizer lets a statement read the mirror tables and call functions but
+    a denied few, and nothing else; ``trusted_schema`` is off.
     SQLite results carry no column types, so a result column named like a table column takes
     that column's type (BOOLEAN stays boolean); others take the type of their first value.
     """
@@ -93,20 +129,29 @@ class SQLiteQueryHandle:
         self._path = path
         self._column_types = column_types
 
-    def execute(self, sql_text: str, params: Sequence[object] = ()) -> pa.RecordBatchReader:
+    def execute(
+        self, sql_text: str, params: Sequence[object] = (), stop: StopSignal | None = None
+    ) -> pa.RecordBatchReader:
         con = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, check_same_thread=False)
+        open_ = _Open(con)
         try:
             con.execute("PRAGMA query_only = ON")
+            con.execute("PRAGMA trusted_schema = OFF")
+            con.set_authorizer(_authorize)
+            if stop is not None:
+                stop.on_set(open_.interrupt)
+                if stop.is_set():
+                    raise QueryError("the query was stopped before it started")
             cur = con.execute(sql_text, tuple(params))
             names = [d[0] for d in cur.description or ()]
             first = cur.fetchmany(ROWS_PER_BATCH)
-        except sqlite3.Error as e:
-            con.close()
+        except (sqlite3.Error, QueryError) as e:
+            open_.close()
             raise QueryError(str(e)) from e
         schema = pa.schema(
             [pa.field(n, self._arrow_type(n, i, first)) for i, n in enumerate(names)]
         )
-        return pa.RecordBatchReader.from_batches(schema, _batches(con, cur, first, schema))
+        return pa.RecordBatchReader.from_batches(schema, _batches(open_, cur, first, schema))
 
     def _arrow_type(self, name: str, index: int, rows: list[tuple[object, ...]]) -> pa.DataType:
         ctype: SqlType | None = self._column_types.get(name)
@@ -118,8 +163,27 @@ class SQLiteQueryHandle:
         return pa.string()
 
 
+class _Open:
+    """A query connection that may be interrupted from another thread until it is closed."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+        self._lock = threading.Lock()
+
+    def interrupt(self) -> None:
+        with self._lock:
+            try:
+                self.con.interrupt()
+            except sqlite3.ProgrammingError:
+                pass  # closed already: nothing runs any more
+
+    def close(self) -> None:
+        with self._lock:
+            self.con.close()
+
+
 def _batches(
-    con: sqlite3.Connection, cur: sqlite3.Cursor, rows: list[tuple[object, ...]], schema: pa.Schema
+    open_: _Open, cur: sqlite3.Cursor, rows: list[tuple[object, ...]], schema: pa.Schema
 ) -> Iterator[pa.RecordBatch]:
     try:
         while rows:
@@ -129,8 +193,10 @@ def _batches(
                 schema=schema,
             )
             rows = cur.fetchmany(ROWS_PER_BATCH)
+    except sqlite3.Error as e:
+        raise QueryError(str(e)) from e
     finally:
-        con.close()
+        open_.close()
 
 
 def _to_arrow(values: Sequence[object], type_: pa.DataType) -> pa.Array:

@@ -20,7 +20,7 @@ import pytest
 from flightsrv.catalog import CrossEngineQuery, DatasetNotReady, TableInfo, TableNotFound
 from flightsrv.flightsql import FlightSqlServer
 from sync.accelerators.duckdb import DuckDBAccelerator
-from sync.accelerators.query import QueryHandle
+from sync.accelerators.query import QueryHandle, StopSignal
 from sync.accelerators.sqlite import SQLiteQueryHandle
 from sync.schema import ColumnType
 from sync.settings import AccelerationSettings
@@ -64,9 +64,11 @@ class RecordingHandle:
         self.executed: list[str] = []
         self.batches_read = 0
 
-    def execute(self, sql: str, params: Sequence[object] = ()) -> pa.RecordBatchReader:
+    def execute(
+        self, sql: str, params: Sequence[object] = (), stop: StopSignal | None = None
+    ) -> pa.RecordBatchReader:
         self.executed.append(sql)
-        reader = self._handle.execute(sql, params)
+        reader = self._handle.execute(sql, params, stop)
         return pa.RecordBatchReader.from_batches(reader.schema, self._counted(reader))
 
     def _counted(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:

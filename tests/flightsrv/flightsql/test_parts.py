@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
 import pyarrow as pa
 import pytest
 
 from flightsrv.catalog import TableInfo, TableNotFound
 from flightsrv.flightsql import metadata, results, sqlcheck
 from flightsrv.flightsql.lru import Lru
-from flightsrv.flightsql.running import QueryCancelled, RunningQueries, StopFlag
+from flightsrv.flightsql.running import (
+    QueryCancelled,
+    QueryTimedOut,
+    RunningQueries,
+    ServerStopping,
+    StopFlag,
+)
 from flightsrv.flightsql.statements import (
     InvalidHandle,
     IssuedStatements,
@@ -301,23 +311,70 @@ def test_lru_drops_the_least_recent_over_its_total_weight() -> None:
 
 def test_running_queries_cancel_flags_and_remember_cancellations() -> None:
     running = RunningQueries(remember=1)
-    flag = running.start(b"q1")
+    flag = running.start(b"q1", "DoGet", "SELECT 1")
     assert len(running) == 1 and not flag.is_set()
     assert running.cancel([b"q1", b"unknown"]) == 1 and flag.is_set()
     running.finish(b"q1", flag)
     assert len(running) == 0
     with pytest.raises(QueryCancelled):
-        running.start(b"unknown")  # cancelled before it started
-    running.start(b"q1")  # forgotten: only the last cancellation is remembered here
+        running.start(b"unknown", "DoGet", "SELECT 1")  # cancelled before it started
+    running.start(
+        b"q1", "DoGet", "SELECT 1"
+    )  # forgotten: only the last cancellation is remembered here
 
 
 def test_stop_flags_call_back_once_even_when_registered_late() -> None:
     calls: list[str] = []
     running = RunningQueries()
-    flag = running.start(b"q1")
+    flag = running.start(b"q1", "DoGet", "SELECT 1")
     flag.on_set(lambda: calls.append("early"))
     running.stop_all()
     running.cancel([b"q1"])
     flag.on_set(lambda: calls.append("late"))  # already set: called at once
     assert flag.is_set() and calls == ["early", "late"]
+    assert isinstance(flag.cause, ServerStopping)  # the first cause stays
     assert not StopFlag().is_set()
+    with pytest.raises(ServerStopping):
+        running.start(b"q2", "DoGet", "SELECT 1")  # none starts during shutdown
+
+
+class _Context:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled
+
+
+def test_the_watch_stops_queries_past_their_deadline_or_whose_client_left() -> None:
+    running = RunningQueries(timeout=timedelta(milliseconds=200))
+    timed = running.start(b"slow", "DoGet", "SELECT 1")
+    context = _Context()
+    left = running.start(b"gone", "GetFlightInfo", "SELECT 2", context)
+    context.cancelled = True
+    assert _wait_for(lambda: left.is_set(), 2) and isinstance(left.cause, QueryCancelled)
+    assert _wait_for(lambda: timed.is_set(), 2) and isinstance(timed.cause, QueryTimedOut)
+    assert "runtime.query.timeout" in str(timed.cause)
+    shown = running.snapshot()
+    assert [q["sql"] for q in shown] == ["SELECT 1", "SELECT 2"] and all(
+        q["stopping"] for q in shown
+    )
+
+
+def test_a_detached_call_context_is_never_touched_again() -> None:
+    running = RunningQueries()
+    context = _Context()
+    flag = running.start(b"q", "DoGet", "SELECT 1", context)
+    running.detach(b"q", flag)
+    context.cancelled = True  # the call ended; its context would be freed memory
+    time.sleep(0.3)
+    assert not flag.is_set() and len(running) == 1
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

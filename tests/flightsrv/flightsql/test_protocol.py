@@ -108,7 +108,7 @@ def test_cancel_flight_info_stops_the_running_stream(small_batches: FlightSqlSer
     twin_reader = other_client.do_get(twin.endpoints[0].ticket)
     rows = reader.read_chunk().data.num_rows
     twin_reader.read_chunk()
-    assert small_batches.running_queries == 2
+    assert len(small_batches.running_queries) == 2
 
     request = fa.CancelFlightInfoRequest(info=info.serialize())
     (raw,) = _action(other_client, "CancelFlightInfo", request.SerializeToString())
@@ -117,13 +117,39 @@ def test_cancel_flight_info_stops_the_running_stream(small_batches: FlightSqlSer
         while True:
             rows += reader.read_chunk().data.num_rows
     assert rows < BIG_ROWS
-    assert _wait(lambda: small_batches.running_queries == 1)
+    assert _wait(lambda: len(small_batches.running_queries) == 1)
     # The identical query of the other client goes on to its end.
     assert twin_reader.read_all().num_rows + 0 > 0
-    assert _wait(lambda: small_batches.running_queries == 0)
+    assert _wait(lambda: len(small_batches.running_queries) == 0)
     # A cancelled ticket stays cancelled.
     with pytest.raises(flight.FlightCancelledError):
         reader_client.do_get(info.endpoints[0].ticket).read_all()
+
+
+def test_cancel_flight_info_stops_a_query_still_computing_in_the_engine(env: Env) -> None:
+    # An aggregate produces no batch for hours: only an interrupt in the engine stops it.
+    client = env.flight_client()
+    info = client.get_flight_info(
+        _query("SELECT count(*) FROM range(100000000) a, range(100000000) b")
+    )
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            client.do_get(info.endpoints[0].ticket).read_all()
+        except flight.FlightError as e:
+            failed.append(e)
+
+    reading = threading.Thread(target=read, daemon=True)
+    reading.start()
+    assert _wait(lambda: any(q["call"] == "DoGet" for q in env.server.running_queries.snapshot()))
+    request = fa.CancelFlightInfoRequest(info=info.serialize())
+    started = time.monotonic()
+    _action(env.flight_client(), "CancelFlightInfo", request.SerializeToString())
+    reading.join(5)
+    assert not reading.is_alive() and time.monotonic() - started < 2
+    assert isinstance(failed[0], flight.FlightCancelledError)
+    assert _wait(lambda: len(env.server.running_queries) == 0)
 
 
 def test_cancel_query_action_of_older_clients(env: Env) -> None:
@@ -148,7 +174,7 @@ def test_client_that_goes_away_frees_the_engine(env: Env) -> None:
         reader = cur.fetch_record_batch()
         assert reader.read_next_batch().num_rows > 0
         reader.close()
-    assert _wait(lambda: env.server.running_queries == 0)
+    assert _wait(lambda: len(env.server.running_queries) == 0)
     engine_batches = -(-BIG_ROWS // 65536)
     assert env.duck_handle.batches_read - pulled_before < engine_batches
 

@@ -23,6 +23,7 @@ from flightsrv.catalog import TableInfo
 from flightsrv.flightsql import FlightSqlServer
 from flightsrv.flightsql.metadata import Namespace
 from flightsrv.flightsql.queries import Direct, QueryRunner
+from flightsrv.flightsql.running import StopFlag
 from flightsrv.flightsql.server import CATALOG_NAME, SCHEMA_NAME
 from flightsrv.flightsql.statements import Statement
 from flightsrv.proto import FlightActions_pb2 as fa
@@ -164,7 +165,7 @@ def test_streams_release_their_cursors_however_they_end(served: Served) -> None:
     reader.read_chunk()
     assert _connections(served.accelerator) > baseline  # a stream holds its cursor...
     reader.cancel()
-    assert _wait(lambda: served.server.running_queries == 0)
+    assert _wait(lambda: len(served.server.running_queries) == 0)
     assert _wait(lambda: _connections(served.accelerator) == baseline)  # ...until it ends
     # No reader is left either: each held a read transaction pinning the tables it read.
     with served.accelerator.cursor() as cur:
@@ -179,7 +180,7 @@ def test_cancel_interrupts_a_stream_sent_from_cpp(served: Served) -> None:
     info = client.get_flight_info(_query("SELECT id, v FROM nums"))
     reader = client.do_get(info.endpoints[0].ticket)
     rows = reader.read_chunk().data.num_rows
-    assert served.server.running_queries == 1
+    assert len(served.server.running_queries) == 1
     request = fa.CancelFlightInfoRequest(info=info.serialize())
     _action(client, "CancelFlightInfo", request.SerializeToString())
     # What was already on its way still arrives; then the engine's interruption ends the call.
@@ -187,7 +188,7 @@ def test_cancel_interrupts_a_stream_sent_from_cpp(served: Served) -> None:
         while True:
             rows += reader.read_chunk().data.num_rows
     assert rows < NUMS_ROWS
-    assert _wait(lambda: served.server.running_queries == 0)
+    assert _wait(lambda: len(served.server.running_queries) == 0)
     with pytest.raises(flight.FlightCancelledError):
         client.do_get(info.endpoints[0].ticket).read_all()
 
@@ -259,8 +260,9 @@ def _run(served: Served, sql: str, max_batch_bytes: int = 4 << 20) -> tuple[obje
     runner = QueryRunner(served.catalog, Namespace(CATALOG_NAME, SCHEMA_NAME), max_batch_bytes)
     plan = runner.plan(sql)
     statement = Statement(sql)
-    schema = runner.result_schema(plan, statement)
-    result = runner.run(plan, statement, schema)
+    stop = StopFlag()
+    schema = runner.result_schema(plan, statement, stop)
+    result = runner.run(plan, statement, schema, stop)
     if isinstance(result, Direct):
         try:
             return result, result.query.reader.read_all()
