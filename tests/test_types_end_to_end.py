@@ -18,6 +18,8 @@ from tests.dynamo import Emulator, create_table
 from tests.harness import wait_for
 from tests.runtime_process import RuntimeProcess, dataset_entry
 
+pytestmark = pytest.mark.slow  # a runtime per engine
+
 ITEMS: list[dict[str, Any]] = [
     {
         "pk": {"S": "a"},

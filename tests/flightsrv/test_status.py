@@ -234,6 +234,7 @@ class MonitoredRuntime(RuntimeProcess):
         }
 
 
+@pytest.mark.slow  # a runtime process and an OTLP receiver
 def test_runtime_serves_metrics_status_and_pushes_otlp(
     emulator: Emulator, ddb: Any, table_name: str, tmp_path: Path
 ) -> None:
