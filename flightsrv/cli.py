@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from flightsrv import sqlclient
 from flightsrv.config import ConfigError, TlsSettings, load_config
 from flightsrv.flightsql.server import COMPRESSIONS
+from flightsrv.listeners import ListenerError
 from flightsrv.runtime import Endpoints, Runtime
 from flightsrv.signals import StopSignals
 from flightsrv.terminal import attach_progress, configure_logging
@@ -56,9 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--metrics",
         type=_address,
-        default=_address(DEFAULT_METRICS),
         metavar="HOST:PORT",
-        help="Prometheus metrics listener (GET /metrics)",
+        help=f"Prometheus metrics listener (GET /metrics; default {DEFAULT_METRICS}, skipped "
+        "with an error logged when that port is busy)",
     )
     run.add_argument(
         "--shutdown-timeout",
@@ -148,9 +149,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        runtime = Runtime(
-            config, Endpoints(args.flight, args.http, args.metrics), args.flight_compression
+        endpoints = Endpoints(
+            args.flight,
+            args.http,
+            args.metrics or _address(DEFAULT_METRICS),
+            metrics_optional=args.metrics is None,
         )
+        runtime = Runtime(config, endpoints, args.flight_compression)
+    except ListenerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     except SnapshotRestoreError as e:
         print(f"error: {e} (snapshots.bootstrap_on_failure_behavior: retry)", file=sys.stderr)
         return 1
@@ -169,9 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             ", API key required" if config.api_keys else "",
         )
         if runtime.metrics_server is not None:
-            log.info(
-                "metrics on http://%s:%d/metrics", args.metrics[0], runtime.metrics_server.port
-            )
+            metrics = runtime.metrics_server
+            log.info("metrics on http://%s:%d/metrics", metrics.host, metrics.port)
         signals.wait()
         log.info("stopping")
         # Stop in a thread: this one stays free to take a second signal, and to give up after

@@ -6,7 +6,6 @@ Keys follow Spice's so that a Spice user's file works unchanged. Every problem i
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from flightsrv.durations import parse_duration
+from flightsrv.secrets import SecretError, load_secrets
 from sync.dynamodb.golayout import DEFAULT_TIME_FORMAT, compile_layout
 from sync.schema import ColumnType, DeclaredColumn, parse_type
 from sync.settings import (
@@ -30,7 +30,16 @@ from sync.snapshots import SnapshotSettings
 
 T = TypeVar("T")
 
-TOP_KEYS = {"version", "kind", "name", "datasets", "metadata", "runtime", "snapshots"}
+TOP_KEYS = {
+    "version",
+    "kind",
+    "name",
+    "datasets",
+    "metadata",
+    "runtime",
+    "secrets",
+    "snapshots",
+}
 SNAPSHOT_KEYS = {"enabled", "location", "bootstrap_on_failure_behavior", "params"}
 SNAPSHOT_PARAMS = ("s3_region", "s3_endpoint")
 DATASET_KEYS = {
@@ -87,7 +96,6 @@ TLS_KEYS = {"enabled", "certificate_file", "key_file"}
 # Spice's key permission suffixes; every key is read-only here, as the whole server is.
 API_KEY_PERMISSIONS = (":ro", ":rw")
 OTLP_METRICS_PATH = "/v1/metrics"
-_ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ConfigError(Exception):
@@ -181,6 +189,11 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
         raise ConfigError(f"{where}: kind: expected 'Spicepod', got {document.get('kind')!r}")
     if str(document.get("version", "v1")) not in ("v1", "v1beta1"):
         raise ConfigError(f"{where}: version: expected 'v1', got {document.get('version')!r}")
+    try:
+        secrets = load_secrets(document.get("secrets"), path.parent)
+        document = secrets.resolve_tree({k: v for k, v in document.items() if k != "secrets"}, "")
+    except SecretError as e:
+        raise ConfigError(f"{where}: {e}") from e
     raw_datasets = document.get("datasets") or []
     if not isinstance(raw_datasets, list):
         raise ConfigError(f"{where}: datasets: expected a list")
@@ -344,16 +357,15 @@ def _otel(raw: Any, where: str) -> OtelSettings | None:
     return OtelSettings(
         endpoint=str(endpoint),
         push_interval=push_interval,
-        headers=tuple(
-            (str(k), str(_resolve_env(v, f"{where}.headers.{k}"))) for k, v in headers.items()
-        ),
+        headers=tuple((str(k), str(v)) for k, v in headers.items()),
     )
 
 
 def _api_keys(raw: Any, where: str) -> tuple[str, ...]:
     """``runtime.auth.api-key`` (or ``api_key``): ``{enabled: true, keys: [...]}``.
 
-    Keys may read ``${env:NAME}``; Spice's ``:ro`` / ``:rw`` suffixes are accepted and dropped.
+    Keys may read secrets (``${env:NAME}``); Spice's ``:ro`` / ``:rw`` suffixes are accepted
+    and dropped.
     Returns no keys when authentication is disabled.
     """
     auth = _mapping(raw, where)
@@ -379,7 +391,7 @@ def _api_keys(raw: Any, where: str) -> tuple[str, ...]:
         key_where = f"{where}.keys[{index}]"
         if not isinstance(value, str | int) or isinstance(value, bool):
             raise ConfigError(f"{key_where}: expected a string, got {value!r}")
-        key = str(_resolve_env(str(value), key_where)).strip()
+        key = str(value).strip()
         for suffix in API_KEY_PERMISSIONS:
             key = key.removesuffix(suffix)
         if not key:
@@ -418,7 +430,7 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
         )
     where = f"{where.split(':')[0]}: dataset {name!r}"
     _reject_unknown(raw, DATASET_KEYS, where)
-    source = _resolve_env(raw.get("from"), f"{where}: from")
+    source = raw.get("from")
     if not isinstance(source, str) or not source.startswith("dynamodb:") or source == "dynamodb:":
         raise ConfigError(
             f"{where}: from: expected 'dynamodb:<table name>', got {source!r} "
@@ -647,20 +659,6 @@ def _mapping(raw: Any, where: str) -> dict[str, Any]:
     return raw
 
 
-def _resolve_env(value: Any, where: str) -> Any:
-    """``${env:NAME}`` in a string value is replaced by the environment variable NAME."""
-    if not isinstance(value, str):
-        return value
-
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"{where}: environment variable {name} is not set")
-        return os.environ[name]
-
-    return _ENV.sub(sub, value)
-
-
 class _Getter:
     """Typed reads from one mapping; every key read is ticked off so leftovers are errors."""
 
@@ -673,7 +671,7 @@ class _Getter:
 
     def _get(self, key: str) -> Any:
         self._read.add(key)
-        return _resolve_env(self._mapping.get(key), f"{self._where}.{key}")
+        return self._mapping.get(key)
 
     def _typed(self, key: str, default: T, convert: Callable[[Any], T], expected: str) -> T:
         value = self._get(key)

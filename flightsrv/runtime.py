@@ -12,6 +12,7 @@ from flightsrv.catalog_impl import DatasetCatalog
 from flightsrv.config import RuntimeConfig
 from flightsrv.flightsql import FlightSqlServer
 from flightsrv.http import HttpServer
+from flightsrv.listeners import ListenerError, check_bindable
 from flightsrv.metrics import MetricsServer, QueryMetricsMiddleware, RuntimeMetrics
 from sync.accelerators.base import Accelerator, open_accelerator
 from sync.pipeline import DatasetSync
@@ -26,6 +27,9 @@ class Endpoints:
     flight: tuple[str, int]
     http: tuple[str, int]
     metrics: tuple[str, int] | None = None  # None: no metrics listener
+    # True when the metrics address is the default one, not asked for: then a busy port
+    # (9090 is also Prometheus's own) is logged and queries are served without metrics.
+    metrics_optional: bool = False
 
 
 class Runtime:
@@ -36,12 +40,28 @@ class Runtime:
     ``config.tls`` serves Flight SQL over TLS (``grpc+tls``); ``config.api_keys`` requires a key
     on Flight calls and on HTTP endpoints but ``/health`` and ``/v1/ready``; ``compression``
     (``none``, ``zstd``, ``lz4``) compresses result messages.
+
+    Raises:
+        ListenerError: a listening address is busy or not bindable (checked before any
+            dataset's engine is opened).
     """
 
     def __init__(
         self, config: RuntimeConfig, endpoints: Endpoints, compression: str = "none"
     ) -> None:
         self.config = config
+        check_bindable(endpoints.flight, "--flight")
+        check_bindable(endpoints.http, "--http")
+        metrics_address = endpoints.metrics
+        if metrics_address is not None:
+            try:
+                check_bindable(metrics_address, "--metrics")
+            except ListenerError as e:
+                if not endpoints.metrics_optional:
+                    raise
+                # Metrics are auxiliary: keep serving queries, say how to move the listener.
+                log.error("metrics listener not started: %s", e)
+                metrics_address = None
         self._endpoints = endpoints
         self._accelerators: dict[str, Accelerator] = {}
         self._snapshotters: dict[str, Snapshotter] = {}
@@ -88,19 +108,9 @@ class Runtime:
             middleware=middleware,
             **security,
         )
-        self.metrics_server: MetricsServer | None = None
-        if endpoints.metrics is not None:
-            try:
-                self.metrics_server = MetricsServer(*endpoints.metrics, self.metrics, keys)
-            except OSError as e:
-                # Metrics are auxiliary, and 9090 is also Prometheus's own default port: keep
-                # serving queries, say how to move the listener.
-                log.error(
-                    "metrics listener not started on %s:%d: %s (choose another address with "
-                    "--metrics HOST:PORT)",
-                    *endpoints.metrics,
-                    e.strerror or e,
-                )
+        self.metrics_server = (
+            None if metrics_address is None else MetricsServer(*metrics_address, self.metrics, keys)
+        )
         self.http = HttpServer(*endpoints.http, self.datasets, about=self._about, api_keys=keys)
         # Flight SQL answers from construction on. Its ``serve()`` is not called: it would take
         # SIGINT and SIGTERM over and wait for every call in flight before the process saw

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -27,6 +28,9 @@ DEFAULT_MAX_ROWS = 1000
 MAX_CELL = 60
 PROMPT = "sql> "
 CONTINUATION = "  -> "
+QUIT = ("\\q", "quit", "exit")
+HISTORY_FILE = Path("~/.flightsrv_history")
+HISTORY_LENGTH = 1000
 # What pyarrow appends to a server's message: its status detail (a Python traceback for some
 # errors) and gRPC's debug context; people need the message only.
 _DETAIL = re.compile(r"\.?\s*(Detail:|gRPC client debug context:|Client context:).*", re.DOTALL)
@@ -135,7 +139,7 @@ def statements(lines: Iterable[str]) -> Iterator[str]:
     buffer: list[str] = []
     for raw in lines:
         line = raw.rstrip("\n")
-        if not buffer and line.strip().lower() in ("\\q", "quit", "exit"):
+        if not buffer and line.strip().lower() in QUIT:
             return
         buffer.append(line)
         if line.rstrip().endswith(";"):
@@ -148,18 +152,66 @@ def statements(lines: Iterable[str]) -> Iterator[str]:
         yield text
 
 
-def _prompted(stream: IO[str], out: IO[str]) -> Iterator[str]:
-    """Lines of an interactive terminal, with a prompt before each."""
-    continued = False
+def typed_statements(read_line: Callable[[str], str], out: IO[str]) -> Iterator[str]:
+    """Statements typed at a prompt, ending as :func:`statements`' do.
+
+    ``read_line(prompt)`` reads one line (``input``, with readline's editing and history at a
+    terminal). Ctrl-C drops the statement being typed and prompts again, as psql and duckdb
+    do; Ctrl-D (EOF) or ``\\q`` leaves.
+    """
+    buffer: list[str] = []
     while True:
-        out.write(CONTINUATION if continued else PROMPT)
+        try:
+            line = read_line(CONTINUATION if buffer else PROMPT)
+        except KeyboardInterrupt:
+            out.write("\n")
+            buffer = []
+            continue
+        except EOFError:
+            out.write("\n")
+            return
+        if not buffer and line.strip().lower() in QUIT:
+            return
+        buffer.append(line)
+        if line.rstrip().endswith(";"):
+            text = "\n".join(buffer).strip().rstrip(";").strip()
+            buffer = []
+            if text:
+                yield text
+
+
+def _stream_reader(stream: IO[str], out: IO[str]) -> Callable[[str], str]:
+    """``read_line`` for :func:`typed_statements` from a stream that is not the process's own
+    terminal (no line editing)."""
+
+    def read_line(prompt: str) -> str:
+        out.write(prompt)
         out.flush()
         line = stream.readline()
         if not line:
-            out.write("\n")
-            return
-        continued = not line.rstrip().endswith(";") and bool(line.strip())
-        yield line
+            raise EOFError
+        return line.rstrip("\n")
+
+    return read_line
+
+
+@contextmanager
+def terminal_history(path: Path = HISTORY_FILE) -> Iterator[None]:
+    """readline's line editing for ``input()``, with the history kept in ``path``."""
+    try:
+        import readline  # not on every platform; input() still works without it
+    except ImportError:
+        yield
+        return
+    path = path.expanduser()
+    with suppress(OSError):  # no history yet
+        readline.read_history_file(path)
+    readline.set_history_length(HISTORY_LENGTH)
+    try:
+        yield
+    finally:
+        with suppress(OSError):  # an unwritable home is no reason to fail the session
+            readline.write_history_file(path)
 
 
 def run(
@@ -176,11 +228,18 @@ def run(
     out = out or sys.stdout
     err = err or sys.stderr
     if query is not None:
-        sqls: Iterable[str] = [query]
-    elif stdin.isatty():
-        sqls = statements(_prompted(stdin, out))
-    else:
-        sqls = statements(stdin)
+        return _run_all(client, [query], max_rows, out, err)
+    if not stdin.isatty():
+        return _run_all(client, statements(stdin), max_rows, out, err)
+    if stdin is sys.stdin and out is sys.stdout:
+        with terminal_history():
+            return _run_all(client, typed_statements(input, out), max_rows, out, err)
+    return _run_all(client, typed_statements(_stream_reader(stdin, out), out), max_rows, out, err)
+
+
+def _run_all(
+    client: SqlClient, sqls: Iterable[str], max_rows: int, out: IO[str], err: IO[str]
+) -> int:
     failed = False
     for sql in sqls:
         started = time.perf_counter()

@@ -23,6 +23,8 @@ from tests.harness import mutate, wait_for
 from tests.runtime_process import RuntimeProcess, dataset_entry
 from tests.streamfaults import StreamFaultProxy
 
+pytestmark = pytest.mark.slow  # kill -9 and restart loops
+
 FAST_PARAMS = {"shard_discovery_interval": "500ms", "error_retry_interval": "500ms"}
 
 

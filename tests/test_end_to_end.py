@@ -30,7 +30,15 @@ def source_versions(ddb: Any, table: str) -> dict[str, Any]:
     return {i["pk"]: normalise(i["version"]) for i in scan_all(ddb, table)}
 
 
-@pytest.mark.parametrize("engine", ["duckdb", "sqlite", "postgres"])
+# DuckDB's run stays in the quick subset; the other engines' are slow.
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "duckdb",
+        pytest.param("sqlite", marks=pytest.mark.slow),
+        pytest.param("postgres", marks=pytest.mark.slow),
+    ],
+)
 def test_serves_mirror_over_flight_sql_and_resumes_after_sigterm(
     emulator: Emulator,
     ddb: Any,
@@ -97,6 +105,7 @@ def test_serves_mirror_over_flight_sql_and_resumes_after_sigterm(
     assert restarted.log.read_text().count("bootstrapping from table") == 1  # the first run's
 
 
+@pytest.mark.slow  # a runtime process
 def test_not_ready_dataset_and_unknown_table_get_clear_flight_errors(
     emulator: Emulator, ddb: Any, table_name: str, tmp_path: Path, runtimes: list[RuntimeProcess]
 ) -> None:
@@ -125,6 +134,7 @@ def test_not_ready_dataset_and_unknown_table_get_clear_flight_errors(
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow  # a runtime process bootstrapping twice
 def test_refresh_endpoint_rebootstraps_while_serving(
     emulator: Emulator, ddb: Any, table_name: str, tmp_path: Path, runtimes: list[RuntimeProcess]
 ) -> None:

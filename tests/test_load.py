@@ -18,6 +18,8 @@ from tests.harness import wait_for
 from tests.runtime_process import RuntimeProcess, dataset_entry
 from tests.test_end_to_end import mirror_versions, source_versions
 
+pytestmark = pytest.mark.slow  # many clients against a syncing runtime
+
 CLIENTS = 16
 WRITES = 3000  # written at up to WRITES_PER_SECOND: about 10 s while the clients query
 WRITES_PER_SECOND = 300

@@ -17,6 +17,8 @@ from tests.dynamo import Emulator, create_table, normalise, random_item, scan_al
 from tests.harness import mutate, wait_for
 from tests.runtime_process import RuntimeProcess, dataset_entry
 
+pytestmark = pytest.mark.slow  # runtimes writing and restoring snapshots
+
 
 def with_snapshots(runtime: RuntimeProcess, block: dict[str, Any]) -> RuntimeProcess:
     doc = yaml.safe_load(runtime.config.read_text())

@@ -98,11 +98,40 @@ class DuckDBQueryHandle:
             if relation is None:  # a statement without a result
                 query.reader = pa.RecordBatchReader.from_batches(pa.schema([]), [])
             else:
-                query.reader = relation.to_arrow_reader(rows)
+                query.reader = _with_utc(relation.to_arrow_reader(rows))
         except (duckdb.Error, QueryError) as e:
             query.close()
             raise QueryError(str(e)) from e
         return query
+
+
+def _with_utc(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """``reader`` with every zoned timestamp named ``UTC``.
+
+    DuckDB names its session's zone (``Etc/UTC``, or the host's zone) where the table's schema,
+    GetTables and clients' type maps say ``UTC``. The values are UTC instants either way, so
+    the cast changes the type's metadata only, not the data.
+    """
+    schema = pa.schema(
+        [field.with_type(_utc(field.type)) for field in reader.schema], reader.schema.metadata
+    )
+    return reader if schema.equals(reader.schema) else reader.cast(schema)
+
+
+def _utc(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        return pa.timestamp(kind.unit, "UTC")
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_utc(kind.value_type)))
+    if pa.types.is_struct(kind):
+        return pa.struct([field.with_type(_utc(field.type)) for field in kind])
+    if pa.types.is_map(kind):
+        return pa.map_(
+            kind.key_field.with_type(_utc(kind.key_type)),
+            kind.item_field.with_type(_utc(kind.item_type)),
+            kind.keys_sorted,
+        )
+    return kind
 
 
 class DuckDBQuery:

@@ -251,6 +251,7 @@ def test_tls_files_must_be_pem(tmp_path: Path, cert: Certificate) -> None:
 # --- the runtime, as a user runs it -----------------------------------------------------------
 
 
+@pytest.mark.slow  # a runtime process with TLS
 def test_runtime_serves_tls_and_api_keys_from_the_spicepod(
     tmp_path: Path, cert: Certificate, runtimes: list[RuntimeProcess]
 ) -> None:
@@ -327,6 +328,7 @@ def test_cli_tls_flags_and_compression(
     assert "grpc+tls://" in runtime.log.read_text()
 
 
+@pytest.mark.slow  # runtime processes
 def test_cli_tls_flags_must_come_in_pairs(tmp_path: Path, cert: Certificate) -> None:
     (tmp_path / "spicepod.yaml").write_text("version: v1\nkind: Spicepod\ndatasets: []\n")
     base = [sys.executable, "-m", "flightsrv", "run", "--config", str(tmp_path / "spicepod.yaml")]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.dynamo import Emulator, create_table, random_item
@@ -44,6 +45,7 @@ def run_args(config: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # a bootstrap watched on a terminal
 def test_live_progress_bars_in_a_pseudo_terminal(
     emulator: Emulator, ddb: Any, table_name: str, tmp_path: Path
 ) -> None:
@@ -80,6 +82,7 @@ def test_live_progress_bars_in_a_pseudo_terminal(
     assert "\x1b[" in text, "bars are redrawn in place with cursor movements"
 
 
+@pytest.mark.slow  # a runtime process
 def test_json_log_lines(emulator: Emulator, ddb: Any, table_name: str, tmp_path: Path) -> None:
     create_table(ddb, table_name)
     config = spicepod(tmp_path, dataset_entry("orders", table_name, emulator.url, mode="memory"))

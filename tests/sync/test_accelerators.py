@@ -463,6 +463,7 @@ class Readers:
             thread.join(10)
 
 
+@pytest.mark.slow  # queries racing applies for a while
 def test_queries_run_during_applies_and_see_whole_batches(engine: Engine) -> None:
     accelerator = engine.open()
     name = engine.name()

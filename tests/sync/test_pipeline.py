@@ -26,6 +26,7 @@ from tests.harness import (
 ENGINE_MODES = [(e, m) for e in ENGINES for m in ("memory", "file")] + [("postgres", "file")]
 
 
+@pytest.mark.slow  # a bootstrap racing a writer, per engine
 @pytest.mark.parametrize("engine, mode", ENGINE_MODES)
 def test_bootstrap_then_changes_during_and_after_converge(
     emulator: Emulator,
@@ -68,6 +69,7 @@ def test_bootstrap_then_changes_during_and_after_converge(
     assert status.state is State.READY and status.error is None
 
 
+@pytest.mark.slow  # restarts per engine
 @pytest.mark.parametrize("engine", [*ENGINES, "postgres"])
 def test_file_mode_restart_resumes_without_rescan(
     emulator: Emulator,

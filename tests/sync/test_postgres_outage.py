@@ -25,6 +25,8 @@ from tests.harness import (
 )
 from tests.tcpproxy import TcpProxy
 
+pytestmark = pytest.mark.slow  # a PostgreSQL outage, waited out
+
 
 @pytest.fixture
 def pg_via_proxy(pg_connection: dict[str, str]) -> Iterator[tuple[TcpProxy, dict[str, str]]]:

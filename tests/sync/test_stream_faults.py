@@ -34,6 +34,8 @@ from tests.harness import (
 )
 from tests.streamfaults import StreamFaultProxy
 
+pytestmark = pytest.mark.slow  # stream faults, splits and retention, waited out
+
 FAST = {
     "topology_refresh": timedelta(milliseconds=500),
     "error_retry": timedelta(milliseconds=300),

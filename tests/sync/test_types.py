@@ -793,10 +793,8 @@ def plain(value: Any, type_: SqlType) -> Any:
 
 
 def assert_arrow_type(arrow: pa.DataType, type_: SqlType) -> None:
-    if type_ is T:  # DuckDB names UTC Etc/UTC
-        assert (
-            pa.types.is_timestamp(arrow) and arrow.unit == "us" and arrow.tz in ("UTC", "Etc/UTC")
-        )
+    if type_ is T:
+        assert arrow == pa.timestamp("us", "UTC")
     elif isinstance(type_, ListType):
         assert pa.types.is_list(arrow)
         assert_arrow_type(arrow.value_type, type_.element)

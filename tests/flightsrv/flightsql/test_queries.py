@@ -36,6 +36,21 @@ def test_select_fetch_arrow_table_keeps_types(conn) -> None:
     assert table.equals(ORDERS)
 
 
+def test_instants_are_utc_at_every_depth(conn) -> None:
+    # DuckDB names its session zone (Etc/UTC, or the host's); the catalog and README say UTC.
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TIMESTAMPTZ '2026-01-02 03:04:05+00' AS t, [TIMESTAMPTZ '2026-01-02'] AS l, "
+            "{'at': TIMESTAMPTZ '2026-01-02'} AS s"
+        )
+        table = cur.fetch_arrow_table()
+    instant = pa.timestamp("us", "UTC")
+    assert table.schema.field("t").type == instant
+    assert table.schema.field("l").type.value_type == instant
+    assert table.schema.field("s").type.field("at").type == instant
+    assert table.column("t")[0].value == 1767323045000000
+
+
 def test_qualified_names_and_joins(conn) -> None:
     with conn.cursor() as cur:
         cur.execute(

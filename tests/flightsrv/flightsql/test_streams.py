@@ -127,6 +127,7 @@ print(time.perf_counter() - began, flush=True)
 """
 
 
+@pytest.mark.slow  # a timed concurrency check
 def test_plain_select_streams_without_the_gil(served: Served) -> None:
     # Sent from C++, a result needs no Python per batch: it reaches the client while another
     # thread keeps the GIL. A Python generator would wait for the GIL before every batch.

@@ -1,0 +1,91 @@
+"""``flightsrv sql`` at a real terminal (a pseudo-terminal): line editing and history through
+readline, Ctrl-C drops the statement being typed and keeps the prompt, Ctrl-D leaves."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tests.flightsrv.flightsql.engines import Env
+
+UP = b"\x1b[A"
+CTRL_C = b"\x03"
+CTRL_D = b"\x04"
+
+
+class Terminal:
+    """A process on a pseudo-terminal it has as its controlling terminal, as in a shell."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child
+            os.execve(argv[0], argv, env)
+        self.screen = b""
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.fd, keys)
+
+    def wait_for(self, text: bytes, count: int = 1, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.screen.count(text) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, (
+                f"{text!r} x{count} not seen in:\n{self.screen.decode(errors='replace')}"
+            )
+            if select.select([self.fd], [], [], left)[0]:
+                try:
+                    self.screen += os.read(self.fd, 65536)
+                except OSError:  # the child is gone
+                    break
+
+    def exit_status(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.05)
+        raise AssertionError(f"still running:\n{self.screen.decode(errors='replace')}")
+
+    def close(self) -> None:
+        """Kill the child if it is still running (a failed test)."""
+        if os.waitpid(self.pid, os.WNOHANG)[0] == 0:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+
+
+def test_up_arrow_recalls_history_and_ctrl_c_keeps_the_prompt(env: Env, tmp_path: Path) -> None:
+    environ = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm"}
+    term = Terminal([sys.executable, "-m", "flightsrv", "sql", "--uri", env.uri], environ)
+    try:
+        term.wait_for(b"sql> ")
+        term.type(b"SELECT 40 + 2 AS answer;\r")
+        term.wait_for(b"Time: ")
+        term.type(UP + b"\r")  # the same query again, edited by readline, not sent as ^[[A
+        term.wait_for(b"Time: ", count=2)
+        assert term.screen.count(b"| answer |") == 2 and term.screen.count(b" 42 |") == 2
+
+        term.type(b"SELECT 5 AS five\r")  # a statement left open...
+        term.wait_for(b"  -> ")
+        term.type(CTRL_C)  # ...and dropped: the next one runs alone
+        term.wait_for(b"sql> ", count=4)
+        term.type(b"SELECT 6 AS six;\r")
+        term.wait_for(b"Time: ", count=3)
+        assert b"| six |" in term.screen and b"five" not in term.screen.split(b"| six |")[1]
+        assert b"error" not in term.screen
+
+        term.type(b"SELECT 7" + CTRL_C)
+        term.wait_for(b"sql> ", count=6)
+        term.type(CTRL_D)
+        assert term.exit_status() == 0
+    except BaseException:
+        term.close()
+        raise
+    history = (tmp_path / ".flightsrv_history").read_text()
+    assert "SELECT 40 + 2 AS answer;" in history and "SELECT 6 AS six;" in history
