@@ -53,10 +53,12 @@ def ensure_managed(cur: psycopg.Cursor[Any], name: str, password: str) -> bool:
     attributes = pgsql.SQL(
         "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD {}"
     ).format(pgsql.Literal(password))
-    exists = cur.execute("SELECT 1 FROM pg_roles WHERE rolname = $1", [name]).fetchone()
-    verb = pgsql.SQL("ALTER ROLE" if exists else "CREATE ROLE")
     try:
         with cur.connection.transaction():
+            # Runtimes starting together would race on the role's catalog row.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [name])
+            exists = cur.execute("SELECT 1 FROM pg_roles WHERE rolname = $1", [name]).fetchone()
+            verb = pgsql.SQL("ALTER ROLE" if exists else "CREATE ROLE")
             cur.execute(pgsql.SQL("{} {} {}").format(verb, role, attributes))
             cur.execute(
                 pgsql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role)
