@@ -85,6 +85,7 @@ class Runtime:
             f"{self.flight_scheme}://{host}:{port}",
             self.catalog,
             compression=compression,
+            limits=config.query,
             middleware=middleware,
             **security,
         )

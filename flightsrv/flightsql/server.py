@@ -30,12 +30,14 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
 from flightsrv.catalog import Catalog
+from flightsrv.config import QueryLimits
 from flightsrv.flightsql import metadata, sessions
 from flightsrv.flightsql.errors import BadRequest, Unsupported, client_error
 from flightsrv.flightsql.metadata import Namespace
 from flightsrv.flightsql.queries import Direct, QueryRunner
 from flightsrv.flightsql.results import MAX_BATCH_BYTES
 from flightsrv.flightsql.running import QueryCancelled, RunningQueries, StopFlag
+from flightsrv.flightsql.sqlcheck import DEFAULT_LIMITS
 from flightsrv.flightsql.statements import (
     InvalidHandle,
     IssuedStatements,
@@ -79,6 +81,7 @@ class FlightSqlServer(flight.FlightServerBase):
     :meth:`shutdown` (typically ``serve`` runs in a thread). ``location`` ``None`` means
     :data:`DEFAULT_LOCATION`; port 0 picks a free port, read back from :attr:`port`.
     ``compression`` (``none``, ``zstd``, ``lz4``) compresses the bodies of result messages.
+    ``limits`` bound what one statement may cost (``runtime.query``).
     Other keyword arguments (``auth_handler``, ``tls_certificates``, ``middleware``…) go to
     :class:`pyarrow.flight.FlightServerBase`.
     """
@@ -92,6 +95,7 @@ class FlightSqlServer(flight.FlightServerBase):
         schema_name: str = SCHEMA_NAME,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         compression: str = "none",
+        limits: QueryLimits = DEFAULT_LIMITS,
         **kwargs: Any,
     ) -> None:
         if compression not in COMPRESSIONS:
@@ -100,7 +104,8 @@ class FlightSqlServer(flight.FlightServerBase):
         self._stopping = threading.Event()
         self.catalog = catalog
         self.namespace = Namespace(catalog_name, schema_name)
-        self._queries = QueryRunner(catalog, self.namespace, max_batch_bytes)
+        self.limits = limits
+        self._queries = QueryRunner(catalog, self.namespace, max_batch_bytes, limits)
         self._running = RunningQueries()
         self._bindings = RecentBindings()
         self._issued = IssuedStatements()
