@@ -341,7 +341,7 @@ def allowed_classes() -> frozenset[type[exp.Func]]:
     """The typed functions a listed name stands for: the classes the DuckDB parser makes of
     ``name(…)``, and those whose own (sqlglot) names are listed.
 
-    Computed once, by parsing each listed name (about half a second): servers call it at start.
+    Computed once, by parsing each listed name (about a second): servers call it at start.
     """
     names = functions.ANY_ENGINE
     classes = {
@@ -350,13 +350,15 @@ def allowed_classes() -> frozenset[type[exp.Func]]:
         if any(n.lower() in names for n in cls.sql_names()) and cls is not exp.Anonymous
     }
     for name in names:
-        for args in ("NULL", "", "NULL, NULL", "NULL, NULL, NULL"):
+        for arity in range(7):  # a name may stand for different functions by arity
+            args = ", ".join(["NULL"] * arity)
             try:
                 tree = sqlglot.parse_one(f"SELECT {name}({args})", read=CLIENT_DIALECT)
             except SqlglotError:
                 continue
+            if isinstance(tree.selects[0], exp.Anonymous):
+                break  # unknown to sqlglot: checked by name
             classes.update(type(n) for n in tree.find_all(exp.Func))
-            break
     classes.discard(exp.Anonymous)
     return frozenset(classes)
 
