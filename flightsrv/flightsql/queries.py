@@ -10,6 +10,7 @@ from functools import cached_property
 import pyarrow as pa
 
 from flightsrv.catalog import Catalog, TableInfo
+from flightsrv.config import QueryLimits
 from flightsrv.flightsql import sqlcheck
 from flightsrv.flightsql.errors import BadRequest
 from flightsrv.flightsql.lru import Lru
@@ -65,16 +66,27 @@ class Direct:
 class QueryRunner:
     """Runs client statements read-only against the catalog."""
 
-    def __init__(self, catalog: Catalog, namespace: Namespace, max_batch_bytes: int) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        namespace: Namespace,
+        max_batch_bytes: int,
+        limits: QueryLimits = sqlcheck.DEFAULT_LIMITS,
+    ) -> None:
         self._catalog = catalog
         self._ns = namespace
         self._max_batch_bytes = max_batch_bytes
+        self._limits = limits
         self._schemas: Lru[Hashable, pa.Schema] = Lru(SCHEMA_CACHE_SIZE)
+        sqlcheck.allowed_classes()  # computed now rather than during the first query
 
     def plan(self, sql: str) -> Plan:
-        """Check ``sql`` and find its engine (raises the catalog errors: not found, not ready)."""
-        checked = sqlcheck.check(sql, self._ns.catalog, self._ns.schema)
-        return Plan(checked, self._catalog.handle_for(checked.tables))
+        """Check ``sql``, find its engine, and check the statement is allowed there (raises the
+        check's errors and the catalog's: not found, not ready)."""
+        checked = sqlcheck.check(sql, self._ns.catalog, self._ns.schema, self._limits)
+        handle = self._catalog.handle_for(checked.tables)
+        checked.require_safe_for(handle.dialect)
+        return Plan(checked, handle)
 
     def table_infos(self) -> dict[str, TableInfo]:
         return {t.name.lower(): t for t in self._catalog.tables()}

@@ -37,6 +37,7 @@ from flightsrv.flightsql.metadata import Namespace
 from flightsrv.flightsql.queries import Direct, Plan, QueryRunner
 from flightsrv.flightsql.results import MAX_BATCH_BYTES
 from flightsrv.flightsql.running import CallContext, RunningQueries, StopFlag
+from flightsrv.flightsql.sqlcheck import DEFAULT_LIMITS
 from flightsrv.flightsql.statements import (
     InvalidHandle,
     IssuedStatements,
@@ -80,7 +81,8 @@ class FlightSqlServer(flight.FlightServerBase):
     :meth:`shutdown` (typically ``serve`` runs in a thread). ``location`` ``None`` means
     :data:`DEFAULT_LOCATION`; port 0 picks a free port, read back from :attr:`port`.
     ``compression`` (``none``, ``zstd``, ``lz4``) compresses the bodies of result messages;
-    ``limits.timeout`` stops a query that runs longer, in its engine.
+    ``limits`` bound what one statement may cost (``runtime.query``): its size and parse time,
+    and its run time, after which it is stopped in its engine.
     Other keyword arguments (``auth_handler``, ``tls_certificates``, ``middleware``…) go to
     :class:`pyarrow.flight.FlightServerBase`.
     """
@@ -94,7 +96,7 @@ class FlightSqlServer(flight.FlightServerBase):
         schema_name: str = SCHEMA_NAME,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         compression: str = "none",
-        limits: QueryLimits | None = None,
+        limits: QueryLimits = DEFAULT_LIMITS,
         **kwargs: Any,
     ) -> None:
         if compression not in COMPRESSIONS:
@@ -102,8 +104,9 @@ class FlightSqlServer(flight.FlightServerBase):
         super().__init__(location or DEFAULT_LOCATION, **kwargs)
         self.catalog = catalog
         self.namespace = Namespace(catalog_name, schema_name)
-        self._queries = QueryRunner(catalog, self.namespace, max_batch_bytes)
-        self._running = RunningQueries((limits or QueryLimits()).timeout)
+        self.limits = limits
+        self._queries = QueryRunner(catalog, self.namespace, max_batch_bytes, limits)
+        self._running = RunningQueries(limits.timeout)
         self._bindings = RecentBindings()
         self._issued = IssuedStatements()
         self._write_options = pa.ipc.IpcWriteOptions(

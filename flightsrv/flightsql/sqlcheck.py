@@ -4,13 +4,30 @@ Every query is parsed with sqlglot and only the regenerated SQL reaches an engin
 client's text: what runs is exactly the single statement that was checked (DuckDB would run
 every statement of a ``;``-separated string, and a parser disagreement would otherwise let a
 write slip through).
+
+What a statement may touch is an allow-list. Relations: the served tables, its own CTEs, and
+the generator table functions (:data:`~flightsrv.flightsql.functions.TABLE_FUNCTIONS`).
+Functions: those of :mod:`flightsrv.flightsql.functions`. A function sqlglot knows becomes a
+typed node that sqlglot itself writes for the engine, so it is judged by what it is (its class:
+allowed when the DuckDB name a client writes for it is listed); a function sqlglot does not know
+reaches the engine by the name the client wrote, so that name must be listed *for that engine*.
+The engine is known only once the tables are (:meth:`CheckedQuery.require_safe_for`); until
+then :func:`check` accepts a name listed for any engine.
+
+Checking costs the server time before any engine is involved, so it is bounded: the statement's
+size first (``runtime.query.max_statement_size``), then its tokens and bracket depth (a cheap
+scan, before sqlglot sees it), then the time spent (``runtime.query.parse_timeout``), checked
+between phases (Python cannot interrupt a parse), each phase being linear and short within the
+token cap.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import pyarrow as pa
 import sqlglot
@@ -18,9 +35,12 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.scope import traverse_scope
-from sqlglot.tokens import TokenType
+from sqlglot.tokens import Token, TokenType
 
-from flightsrv.catalog import TableInfo, TableNotFound
+from flightsrv.catalog import TableInfo
+from flightsrv.config import QueryLimits
+from flightsrv.flightsql import functions
+from flightsrv.flightsql.lru import Lru
 
 CLIENT_DIALECT = "duckdb"
 
@@ -44,19 +64,21 @@ _WRITE_NODES: tuple[type[exp.Expression], ...] = tuple(
     )
     if hasattr(exp, name)
 )  # fmt: skip
-# Table functions a query may read from: generators only. File, network and catalog readers
-# (read_csv, read_parquet, glob, query, duckdb_tables, pragma_*…) would reach past the mirrors.
-_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest", "generate_subscripts"})
-# Scalar functions that leak server state or change it.
-_DENIED_FUNCTIONS = frozenset(
-    {
-        "getenv", "current_setting", "nextval", "currval", "setseed", "which_secret",
-        "read_text", "read_blob", "read_csv", "read_csv_auto", "read_parquet", "parquet_scan",
-        "read_json", "read_json_auto", "read_json_objects", "read_ndjson", "read_ndjson_auto",
-        "read_ndjson_objects", "glob", "query", "query_table", "sniff_csv",
-        "json_execute_serialized_sql", "checkpoint", "force_checkpoint",
-    }
-)  # fmt: skip
+# Typed functions that are syntax rather than calls (CAST, ::, CASE, COLUMNS(*)): allowed.
+_SYNTAX: tuple[type[exp.Func], ...] = (exp.Cast, exp.TryCast, exp.Case, exp.Columns)
+# Operators sqlglot also models as functions (AND, OR, ^…): written by sqlglot for the engine.
+_OPERATORS = (exp.Binary, exp.Connector, exp.Unary)
+# Caps that keep parsing linear and short, and within Python's recursion limit (sqlglot
+# recurses about 25 frames per nested call or parenthesis).
+MAX_TOKENS = 10_000
+MAX_DEPTH = 32
+_SIZE_KEY = "runtime.query.max_statement_size"
+_TIME_KEY = "runtime.query.parse_timeout"
+# Lexemes for the scan before parsing: quoted text and comments whole, so brackets inside them
+# do not count.
+_LEXEME = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\$\$.*?\$\$|--[^\n]*|/\*.*?\*/|\w+|[^\w\s]""", re.S
+)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -66,6 +88,10 @@ class ReadOnlyViolation(Exception):
 
 class SqlSyntaxError(Exception):
     """sqlglot could not parse the statement; the message is the parser's."""
+
+
+class StatementTooLarge(Exception):
+    """The statement is over a limit (size, tokens, nesting), or checking it took too long."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +104,23 @@ class CheckedQuery:
     # A parameter may set a result column's type (``SELECT ?``): the engine types it from the
     # value bound, so the result schema can differ from one binding to the next.
     typed_by_values: bool = False
+    # Functions sqlglot does not know, which reach the engine by the name written (lower case).
+    passed_through: frozenset[str] = frozenset()
+    tokens: int = 0  # about as many as the statement has: what keeping it in memory costs
     # SQL generated per dialect, kept: checked queries are cached and generation is not free.
     _generated: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
+
+    def require_safe_for(self, dialect: str) -> None:
+        """Check the functions passed through by name are allowed on an engine of ``dialect``.
+
+        Raises:
+            ReadOnlyViolation: naming the first function that is not.
+        """
+        refused = sorted(self.passed_through - functions.allowed_for(dialect))
+        if refused:
+            raise ReadOnlyViolation(
+                f"function {refused[0]}() is not allowed on this table's engine ({dialect})"
+            )
 
     def sql(self, dialect: str) -> str:
         """The statement in ``dialect``, parameters as numbered placeholders (``$1``/``?1``).
@@ -100,7 +141,10 @@ class CheckedQuery:
                 return exp.Var(this=marker.format(node.name))
             return node
 
-        return self.tree.transform(number).sql(dialect=dialect)
+        try:
+            return self.tree.transform(number).sql(dialect=dialect)
+        except RecursionError:
+            raise StatementTooLarge(_TOO_DEEP) from None
 
     def schema_probe_sql(self, dialect: str) -> str:
         """The statement returning no rows, for learning its result schema cheaply.
@@ -147,24 +191,115 @@ class CheckedQuery:
         )
 
 
+DEFAULT_LIMITS = QueryLimits()
+# Checked statements kept, by text: at most this many, holding at most this many tokens in all
+# (a tree costs a few KB a token: a statement at the token cap, some 25 MB).
 CHECKED_CACHE_SIZE = 1024
+CHECKED_CACHE_TOKENS = 100_000
+_CHECKED: Lru[tuple[str, str, str, QueryLimits], CheckedQuery] = Lru(
+    CHECKED_CACHE_SIZE, CHECKED_CACHE_TOKENS, lambda checked: checked.tokens
+)
 
 
-@lru_cache(maxsize=CHECKED_CACHE_SIZE)
-def check(sql: str, catalog_name: str, schema_name: str) -> CheckedQuery:
+def check(
+    sql: str, catalog_name: str, schema_name: str, limits: QueryLimits = DEFAULT_LIMITS
+) -> CheckedQuery:
     """Parse ``sql`` (DuckDB dialect) and check it is a single read of served tables.
 
     Results are cached by text (a prepared statement is planned at prepare, bind, GetFlightInfo
     and DoGet); a CheckedQuery is never changed once made, and errors are not cached.
 
     Raises:
+        StatementTooLarge: over ``limits`` (size, tokens, nesting, time to check).
         SqlSyntaxError: not parseable, empty, or parameters written in an unsupported style.
-        ReadOnlyViolation: anything but a read query (including multiple statements).
-        TableNotFound: a table qualified with another catalog or schema than the served one.
+        ReadOnlyViolation: anything but a read query (including multiple statements), a
+            function or relation outside the allow-lists.
     """
-    numbered = _number_placeholders(sql)
+    key = (sql, catalog_name, schema_name, limits)
+    checked = _CHECKED.get(key)
+    if checked is None:
+        checked = _check(sql, catalog_name, schema_name, limits)
+        _CHECKED.put(key, checked)
+    return checked
+
+
+def _check(sql: str, catalog_name: str, schema_name: str, limits: QueryLimits) -> CheckedQuery:
+    deadline = _Deadline(limits.parse_timeout.total_seconds())
+    size = len(sql.encode())
+    if size > limits.max_statement_bytes:
+        raise StatementTooLarge(
+            f"the statement is {size} bytes, over the limit of {limits.max_statement_bytes} "
+            f"bytes ({_SIZE_KEY})"
+        )
+    tokens = _check_shape(sql)
     try:
-        statements = [s for s in sqlglot.parse(numbered, read=CLIENT_DIALECT) if s is not None]
+        tree = _parse(sql, deadline)
+        deadline.check("parsing")
+        passed_through = _check_nodes(tree, deadline)
+        tables = _served_tables(tree, catalog_name, schema_name)
+        deadline.check("checking")
+        placeholders = list(tree.find_all(exp.Placeholder))
+        in_condition = _in_conditions(tree)
+    except RecursionError:
+        raise StatementTooLarge(_TOO_DEEP) from None
+    return CheckedQuery(
+        tree,
+        tables,
+        max((int(p.name) for p in placeholders), default=0),
+        typed_by_values=not all(id(p) in in_condition for p in placeholders),
+        passed_through=passed_through,
+        tokens=tokens,
+    )
+
+
+_TOO_DEEP = f"the statement is nested too deeply (at most {MAX_DEPTH} levels)"
+
+
+class _Deadline:
+    """``parse_timeout`` from now, checked between the phases of a check."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def check(self, phase: str) -> None:
+        if time.monotonic() > self._end:
+            raise StatementTooLarge(
+                f"{phase} the statement took longer than {self._seconds:g} s ({_TIME_KEY}): "
+                "simplify it"
+            )
+
+
+def _check_shape(sql: str) -> int:
+    """The statement's tokens, counted by a scan far cheaper than sqlglot's tokenizer (which
+    costs ~10 µs a token); refuses more than :data:`MAX_TOKENS` tokens or :data:`MAX_DEPTH`
+    nested brackets."""
+    tokens = depth = 0
+    for match in _LEXEME.finditer(sql):
+        lexeme = match.group()
+        if lexeme in ("(", "[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise StatementTooLarge(_TOO_DEEP)
+        elif lexeme in (")", "]", "}"):
+            depth -= 1
+        elif lexeme.startswith(("--", "/*")):
+            continue
+        tokens += 1
+        if tokens > MAX_TOKENS:
+            raise StatementTooLarge(
+                f"the statement has more than {MAX_TOKENS} tokens: split it or simplify it"
+            )
+    return tokens
+
+
+def _parse(sql: str, deadline: _Deadline) -> exp.Expression:
+    """The one statement of ``sql``, placeholders numbered; refused unless it only reads."""
+    dialect = Dialect.get_or_raise(CLIENT_DIALECT)
+    try:
+        tokens = _number_placeholders(dialect.tokenize(sql))
+        deadline.check("tokenizing")
+        statements = [s for s in dialect.parser().parse(tokens, sql) if s is not None]
     except SqlglotError as e:
         raise SqlSyntaxError(_ANSI.sub("", str(e))) from None
     if not statements:
@@ -177,19 +312,64 @@ def check(sql: str, catalog_name: str, schema_name: str) -> CheckedQuery:
             "read-only server: only queries (SELECT, WITH, VALUES, DESCRIBE, SUMMARIZE, PIVOT) "
             f"are allowed, not {_describe(tree)}"
         )
-    for node in tree.walk():
+    return tree
+
+
+def _check_nodes(tree: exp.Expression, deadline: _Deadline) -> frozenset[str]:
+    """Refuse writes and functions outside the allow-lists; return the names of the functions
+    sqlglot does not know (the engine gets them as written)."""
+    passed_through: set[str] = set()
+    for count, node in enumerate(tree.walk()):
+        if count % 2048 == 0:
+            deadline.check("checking")
         if isinstance(node, _WRITE_NODES):
             raise ReadOnlyViolation(f"read-only server: {_describe(node)} is not allowed")
-        if isinstance(node, exp.Func) and _function_name(node) in _DENIED_FUNCTIONS:
-            raise ReadOnlyViolation(f"function {_function_name(node)}() is not allowed")
-    tables = _served_tables(tree, catalog_name, schema_name)
-    placeholders = list(tree.find_all(exp.Placeholder))
-    return CheckedQuery(
-        tree,
-        tables,
-        max((int(p.name) for p in placeholders), default=0),
-        typed_by_values=not all(_in_condition(p) for p in placeholders),
-    )
+        if not isinstance(node, exp.Func) or isinstance(node, _OPERATORS):
+            continue
+        name = _function_name(node)
+        if isinstance(node, (exp.Anonymous, exp.AnonymousAggFunc)):
+            if name not in functions.ANY_ENGINE:
+                raise ReadOnlyViolation(f"function {name}() is not allowed")
+            passed_through.add(name)
+        elif not isinstance(node, _SYNTAX) and type(node) not in allowed_classes():
+            raise ReadOnlyViolation(f"function {name}() is not allowed")
+    return frozenset(passed_through)
+
+
+@cache
+def allowed_classes() -> frozenset[type[exp.Func]]:
+    """The typed functions a listed name stands for: the classes the DuckDB parser makes of
+    ``name(…)``, and those whose own (sqlglot) names are listed.
+
+    Computed once, by parsing each listed name (about a second): servers call it at start.
+    """
+    names = functions.ANY_ENGINE
+    classes = {
+        cls
+        for cls in _func_classes()
+        if any(n.lower() in names for n in cls.sql_names()) and cls is not exp.Anonymous
+    }
+    for name in names:
+        for arity in range(7):  # a name may stand for different functions by arity
+            args = ", ".join(["NULL"] * arity)
+            try:
+                tree = sqlglot.parse_one(f"SELECT {name}({args})", read=CLIENT_DIALECT)
+            except SqlglotError:
+                continue
+            if isinstance(tree.selects[0], exp.Anonymous):
+                break  # unknown to sqlglot: checked by name
+            classes.update(type(n) for n in tree.find_all(exp.Func))
+    classes.discard(exp.Anonymous)
+    return frozenset(classes)
+
+
+def _func_classes() -> Iterator[type[exp.Func]]:
+    """Every concrete function class of sqlglot."""
+    pending = exp.Func.__subclasses__()
+    while pending:
+        cls = pending.pop()
+        yield cls
+        pending.extend(cls.__subclasses__())
 
 
 # Clauses that only filter, order or bound rows: a value bound inside them cannot change the
@@ -197,54 +377,53 @@ def check(sql: str, catalog_name: str, schema_name: str) -> CheckedQuery:
 _CONDITION_CLAUSES = (exp.Where, exp.Having, exp.Qualify, exp.Order, exp.Limit, exp.Offset)
 
 
-def _in_condition(node: exp.Expression) -> bool:
-    child, parent = node, node.parent
-    while parent is not None:
-        if isinstance(parent, _CONDITION_CLAUSES):
-            return True
-        if isinstance(parent, exp.Join) and child.arg_key == "on":
-            return True
-        child, parent = parent, parent.parent
-    return False
+def _in_conditions(tree: exp.Expression) -> set[int]:
+    """``id()`` of the placeholders inside a condition clause or a join's ON.
+
+    Linear in the tree (a walk up from each placeholder would be quadratic in a long chain of
+    ``AND x = ?``); clauses nested in clauses are walked again, as deep as brackets go.
+    """
+    clauses: list[exp.Expression] = list(tree.find_all(*_CONDITION_CLAUSES))
+    clauses += [j.args["on"] for j in tree.find_all(exp.Join) if j.args.get("on")]
+    return {id(p) for clause in clauses for p in clause.find_all(exp.Placeholder)}
 
 
-def _number_placeholders(sql: str) -> str:
-    """Rewrite ``?`` as ``$1``, ``$2``… in textual order, ``?N`` as ``$N``.
+def _number_placeholders(tokens: list[Token]) -> list[Token]:
+    """``tokens`` with ``?`` made ``$1``, ``$2``… in textual order, and ``?N`` made ``$N``.
 
     Positional ``?`` must be numbered before parsing: only the text knows their order.
     """
-    dialect = Dialect.get_or_raise(CLIENT_DIALECT)
-    try:
-        tokens = dialect.tokenize(sql)
-    except SqlglotError as e:
-        raise SqlSyntaxError(_ANSI.sub("", str(e))) from None
-    pieces: list[str] = []
-    last = 0
+    numbered: list[Token] = []
     positional = 0
     explicit = False
+    skip = False
     for i, token in enumerate(tokens):
+        if skip:
+            skip = False
+            continue
         following = tokens[i + 1] if i + 1 < len(tokens) else None
         adjacent = following is not None and following.start == token.end + 1
         if token.token_type == TokenType.PLACEHOLDER and token.text == "?":
             if adjacent and following.token_type == TokenType.NUMBER:  # ?1
-                explicit = True
-                pieces += [sql[last : token.start], f"${following.text}"]
-                last = following.end + 1
+                explicit, skip, number = True, True, following.text
             else:
                 positional += 1
-                pieces += [sql[last : token.start], f"${positional}"]
-                last = token.end + 1
-        elif token.token_type == TokenType.PARAMETER and adjacent:
-            if following.token_type == TokenType.NUMBER:  # $1
-                explicit = True
-            else:
+                number = str(positional)
+            numbered += [
+                Token(TokenType.PARAMETER, "$", token.line, token.col, token.start, token.start),
+                Token(TokenType.NUMBER, number, token.line, token.col, token.end, token.end),
+            ]
+            continue
+        if token.token_type == TokenType.PARAMETER and adjacent:
+            if following.token_type != TokenType.NUMBER:  # $1 is fine, $name is not
                 raise SqlSyntaxError(
                     f"named parameter ${following.text} is not supported: use ? or $1, $2…"
                 )
+            explicit = True
+        numbered.append(token)
     if positional and explicit:
         raise SqlSyntaxError("mixing ? with numbered parameters ($1, ?1) is not supported")
-    pieces.append(sql[last:])
-    return "".join(pieces)
+    return numbered
 
 
 def _served_tables(tree: exp.Expression, catalog_name: str, schema_name: str) -> tuple[str, ...]:
@@ -258,7 +437,7 @@ def _served_tables(tree: exp.Expression, catalog_name: str, schema_name: str) ->
     for table in list(tree.find_all(exp.Table)):
         if isinstance(table.this, exp.Func):
             name = _function_name(table.this)
-            if name not in _TABLE_FUNCTIONS:
+            if name not in functions.TABLE_FUNCTIONS:
                 raise ReadOnlyViolation(
                     f"table function {name}() is not allowed: queries read served tables only"
                 )
@@ -270,9 +449,9 @@ def _served_tables(tree: exp.Expression, catalog_name: str, schema_name: str) ->
             schema.lower() != schema_name.lower()
             or (catalog and catalog.lower() != catalog_name.lower())
         ):
-            raise TableNotFound(
-                f"table {'.'.join(p for p in (catalog, schema, table.name) if p)!r} not found: "
-                f"served tables live in {catalog_name}.{schema_name}"
+            raise ReadOnlyViolation(
+                f"relation {'.'.join(p for p in (catalog, schema, table.name) if p)} is not "
+                f"allowed: queries read served tables only, in {catalog_name}.{schema_name}"
             )
         table.set("db", None)
         table.set("catalog", None)
@@ -287,6 +466,7 @@ def _served_tables(tree: exp.Expression, catalog_name: str, schema_name: str) ->
 def _cte_references(tree: exp.Expression) -> set[int]:
     """``id()`` of the Table nodes that name a CTE visible where they appear."""
     tops = [tree] if isinstance(tree, exp.Query) else _outermost_queries(tree)
+    defined = {cte.alias.lower() for cte in tree.find_all(exp.CTE)}
     refs: set[int] = set()
     for top in tops:
         try:
@@ -294,11 +474,24 @@ def _cte_references(tree: exp.Expression) -> set[int]:
         except SqlglotError:
             continue  # every table then counts as a real one: safe, if less helpful
         for scope in scopes:
-            ctes = {name.lower() for name in scope.cte_sources}
             for table in scope.tables:
-                if not table.db and table.name.lower() in ctes:
+                if (
+                    not table.db
+                    and table.name.lower() in defined
+                    and _names_cte(table.name, scope.cte_sources)
+                ):
                     refs.add(id(table))
     return refs
+
+
+def _names_cte(name: str, ctes: dict[str, object]) -> bool:
+    """Whether ``name`` (known to be some CTE's) is one of ``ctes``, case-insensitively. The
+    exact spelling is looked up first: each scope sees every CTE before it, so lowering them
+    all for every table would be quadratic in a long WITH."""
+    if name in ctes:
+        return True
+    lowered = name.lower()
+    return any(cte.lower() == lowered for cte in ctes)
 
 
 def _outermost_queries(tree: exp.Expression) -> list[exp.Expression]:
@@ -344,7 +537,7 @@ def _context_type(node: exp.Placeholder) -> pa.DataType | None:
 
 
 def _function_name(node: exp.Expression) -> str:
-    if isinstance(node, exp.Anonymous):
+    if isinstance(node, (exp.Anonymous, exp.AnonymousAggFunc)):
         return str(node.name).lower()
     if isinstance(node, exp.Func):
         return node.sql_name().lower()

@@ -26,6 +26,7 @@ from sync.accelerators.duckdb import DuckDBAccelerator
 from sync.settings import AccelerationSettings
 from tests.certs import Certificate, self_signed
 from tests.flightsrv.flightsql.engines import EngineCatalog, RecordingHandle
+from tests.flightsrv.flightsql.test_errors import assert_one_clean_line
 from tests.runtime_process import RuntimeProcess
 
 KEY = "s3cret-key"
@@ -100,8 +101,13 @@ def test_basic_credentials_get_a_bearer_token(secured: Secured) -> None:
 
 @pytest.mark.parametrize(
     "credentials",
-    [{}, {AUTHORIZATION: "Bearer wrong"}, {AUTHORIZATION: f"Basic {KEY}"}],
-    ids=["none", "wrong-bearer", "not-base64"],
+    [
+        {},
+        {AUTHORIZATION: "Bearer wrong"},
+        {AUTHORIZATION: f"Basic {KEY}"},
+        {AUTHORIZATION: "Basic w6k6w6k="},  # é:é
+    ],
+    ids=["none", "wrong-bearer", "not-base64", "non-ascii-basic"],
 )
 def test_missing_or_wrong_key_is_unauthenticated_and_nothing_runs(
     secured: Secured, credentials: dict[str, str]
@@ -111,6 +117,7 @@ def test_missing_or_wrong_key_is_unauthenticated_and_nothing_runs(
         _one(conn)
     assert e.value.status_code == AdbcStatusCode.UNAUTHENTICATED
     assert "API key" in str(e.value)
+    assert_one_clean_line(str(e.value))
     assert len(secured.handle.executed) == ran
 
 

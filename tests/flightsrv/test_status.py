@@ -279,9 +279,9 @@ def test_runtime_serves_metrics_status_and_pushes_otlp(
         }
         assert flight_samples[("flight_requests_total", "DoGet", "OK")] >= 1
         assert any(
-            name == "flight_request_errors_total" and code == "NOT_FOUND" and value >= 1
+            name == "flight_request_errors_total" and code == "PERMISSION_DENIED" and value >= 1
             for (name, _, code), value in flight_samples.items()
-        ), "the unknown-table query is counted as a NOT_FOUND error"
+        ), "the unknown-table query is counted as a PERMISSION_DENIED error"
 
         doc = json.loads(runtime.get("/v1/status")[1])
         assert doc["endpoints"] == {

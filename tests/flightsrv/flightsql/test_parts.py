@@ -9,7 +9,7 @@ from datetime import timedelta
 import pyarrow as pa
 import pytest
 
-from flightsrv.catalog import TableInfo, TableNotFound
+from flightsrv.catalog import TableInfo
 from flightsrv.flightsql import metadata, results, sqlcheck
 from flightsrv.flightsql.lru import Lru
 from flightsrv.flightsql.running import (
@@ -97,9 +97,9 @@ def test_cte_scope_does_not_hide_a_file() -> None:
     assert check(sql).tables == ("x.csv",)
 
 
-def test_other_schemas_are_not_found() -> None:
+def test_other_schemas_are_refused() -> None:
     for sql in ("SELECT * FROM main.orders", "SELECT * FROM other.public.orders"):
-        with pytest.raises(TableNotFound):
+        with pytest.raises(sqlcheck.ReadOnlyViolation, match="orders is not allowed"):
             check(sql)
 
 
