@@ -243,7 +243,7 @@ def format_status(document: dict[str, Any], now: float | None = None) -> str:
 
 def _detail(dataset: dict[str, Any]) -> str:
     bootstrap = dataset.get("bootstrap")
-    if dataset["state"] == "bootstrapping" and bootstrap:
+    if dataset["state"] in ("bootstrapping", "rebootstrapping") and bootstrap:
         eta = bootstrap.get("eta_s")
         return (
             f"{bootstrap['items']}/~{bootstrap['expected']} items "
