@@ -112,6 +112,7 @@ class StreamFaultProxy:
         self.service = StreamsService(self.upstream, self.faults, self.settings)
         self.requests: Counter[str] = Counter()  # received requests per operation
         self._requests_lock = threading.Lock()
+        self._slow_scans: tuple[float, int] | None = None  # (seconds, above this Limit)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -189,6 +190,12 @@ class StreamFaultProxy:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+        self._slow_scans = None
+
+    def slow_scans(self, seconds: float, above_limit: int) -> None:
+        """Hold every Scan asking for more than `above_limit` items (or no Limit) `seconds`
+        before answering it: a server whose page time grows with the page size."""
+        self._slow_scans = (seconds, above_limit)
 
     @property
     def fault_counts(self) -> Counter[str]:
@@ -260,6 +267,9 @@ class StreamFaultProxy:
         decision, message = self.faults.decide(op, self._table_of(params), streams)
         if decision.delay:
             time.sleep(decision.delay)
+        slow = self._slow_scans
+        if slow and op == "Scan" and params.get("Limit", float("inf")) > slow[1]:
+            time.sleep(slow[0])
         if decision.kind == "reset":
             handler.reset()
             return
