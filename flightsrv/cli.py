@@ -296,7 +296,7 @@ def _queries(runtime: dict[str, Any]) -> list[str]:
 
 def _detail(dataset: dict[str, Any]) -> str:
     bootstrap = dataset.get("bootstrap")
-    if dataset["state"] == "bootstrapping" and bootstrap:
+    if dataset["state"] in ("bootstrapping", "rebootstrapping") and bootstrap:
         eta = bootstrap.get("eta_s")
         return (
             f"{bootstrap['items']}/~{bootstrap['expected']} items "

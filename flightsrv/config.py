@@ -456,6 +456,10 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
             secret_access_key=secret_key,
             session_token=get.string("dynamodb_aws_session_token"),
             endpoint_url=get.string("endpoint_url"),
+            connect_timeout_s=get.positive_seconds("dynamodb_connect_timeout", 5.0),
+            read_timeout_s=get.positive_seconds("dynamodb_read_timeout", 20.0),
+            max_retries=get.positive_int("dynamodb_max_retries", 10),
+            max_retry_s=get.positive_seconds("dynamodb_max_retry_duration", 600.0),
         ),
         acceleration=_acceleration(raw.get("acceleration"), name, where, base),
         snapshots=_snapshot_policy(
@@ -720,6 +724,13 @@ class _Getter:
             return parse_duration(value)
 
         return self._typed(key, default, convert, "a duration such as 100ms, 2s or 1m")
+
+    def positive_seconds(self, key: str, default: float) -> float:
+        """A duration above zero, in seconds (a timeout or a time bound)."""
+        seconds = self.duration(key, timedelta(seconds=default)).total_seconds()
+        if seconds <= 0:
+            raise ConfigError(f"{self._where}.{key}: expected a duration above 0s")
+        return seconds
 
     def positive_int(self, key: str, default: int) -> int:
         def convert(value: Any) -> int:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from flightsrv.auth import ApiKeys
 from sync.pipeline import DatasetSync
-from sync.status import DatasetStatus, State
+from sync.status import SCANNING, DatasetStatus, State
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,11 @@ def status_json(status: DatasetStatus, rows: int | None) -> dict[str, Any]:
     """One dataset as ``/v1/status`` shows it: its state in words, progress and counters.
 
     ``reason`` is why the dataset is not Ready (None when it is); ``bootstrap`` is set only
-    while it scans, with ``percent`` of DescribeTable's approximate item count and ``eta_s``
-    (None until a rate is known).
+    while it scans (a first bootstrap or a re-bootstrap), with ``percent`` of DescribeTable's
+    approximate item count and ``eta_s`` (None until a rate is known).
     """
     bootstrap = None
-    if status.state is State.BOOTSTRAPPING and status.bootstrap is not None:
+    if status.state in SCANNING and status.bootstrap is not None:
         progress = status.bootstrap
         bootstrap = {
             "items": progress.items,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from sync.pipeline import DatasetSync
-from sync.status import State
+from sync.status import SCANNING
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REFRESH_S = 0.25
@@ -86,7 +86,7 @@ class ProgressDisplay(logging.Handler):
     def _bar(dataset: DatasetSync) -> str | None:
         status = dataset.status()
         progress = status.bootstrap
-        if status.state not in (State.BOOTSTRAPPING, State.REBOOTSTRAPPING) or progress is None:
+        if status.state not in SCANNING or progress is None:
             return None
         width = max(10, min(40, shutil.get_terminal_size((80, 20)).columns - 60))
         filled = int(width * progress.percent / 100)

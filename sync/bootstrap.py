@@ -31,7 +31,8 @@ def load_scan(
 
     Columns are inferred from the first ``infer_max`` items, then grow with the attributes each
     page brings. Converted pages are batched while the spec stays the same; ``progress`` gets
-    the running total after each batch lands.
+    the running total of items read after every page, so it moves with the scan rather than in
+    steps of a batch.
     """
     batch: list[pa.Table] = []
     batch_spec = spec
@@ -44,7 +45,6 @@ def load_scan(
             accelerator.apply(dataset, batch_spec, ChangeBatch(rows, None, rows.num_rows))
             loaded += rows.num_rows
             batch.clear()
-            progress(loaded)
 
     for page in pages:
         if items == 0:
@@ -56,6 +56,7 @@ def load_scan(
             batch_spec = spec
         batch.append(image_rows(spec, page, page, upserts(len(page)), types))
         items += len(page)
+        progress(items)
         if items - loaded >= BATCH_ITEMS:
             flush()
     flush()

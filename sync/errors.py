@@ -1,6 +1,7 @@
 """Errors of the sync, with their retry policy on the class.
 
-Loops read the flags (``retriable``, ``refresh_iterator``), never the messages.
+Loops read the flags (``retriable``, ``refresh_iterator``, ``shrink_page``), never the
+messages.
 """
 
 from __future__ import annotations
@@ -11,12 +12,19 @@ class SyncError(Exception):
 
     retriable = False
     refresh_iterator = False
+    shrink_page = False  # retry with a smaller page (Scan ``Limit``)
 
 
 class TransientError(SyncError):
     """Throttling, 5xx, timeouts, connection resets: retried with backoff, counted."""
 
     retriable = True
+
+
+class RequestTimedOut(TransientError):
+    """No answer within the read timeout: a smaller page may be answered in time."""
+
+    shrink_page = True
 
 
 class IteratorExpired(SyncError):
@@ -35,6 +43,11 @@ class RetentionExceeded(SyncError):
 
 class PermanentError(SyncError):
     """Access denied, table or stream gone, bad configuration: the dataset goes to error."""
+
+
+class RetriesExhausted(PermanentError):
+    """One request kept failing past its retry bound: the dataset goes to error (and tries
+    again after ``error_retry_interval``) instead of retrying it forever."""
 
 
 class StreamNotConfigured(PermanentError):

@@ -24,11 +24,11 @@ from sync.dynamodb.scan import auto_segments, scan_table
 from sync.dynamodb.stream import StreamReader
 from sync.dynamodb.table import TableDescription, describe_table
 from sync.errors import RetentionExceeded, SyncError
-from sync.retry import Backoff, Stopped, retrying
+from sync.retry import Backoff, RetryBound, Stopped, retrying
 from sync.schema import TableSpec
 from sync.settings import DatasetSettings
 from sync.snapshots import Snapshotter
-from sync.status import QUERYABLE, BootstrapProgress, DatasetStatus, State
+from sync.status import QUERYABLE, SCANNING, BootstrapProgress, DatasetStatus, State
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,12 @@ class DatasetSync:
         self._last_checkpoint_at: float | None = None
         self._bootstrap: BootstrapProgress | None = None
         self._clients: DynamoDBClients | None = None
+        source = settings.source
+        self._request_bound = RetryBound(
+            source.max_retries,
+            source.max_retry_s,
+            "raise dynamodb_max_retries or dynamodb_max_retry_duration to keep retrying longer",
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -162,6 +168,7 @@ class DatasetSync:
             self._stop,
             self._count_transient,
             self.settings.topology_refresh.total_seconds(),
+            bound=self._request_bound,
         )
         try:
             checkpoint = self.accelerator.load_checkpoint(self.settings.name)
@@ -229,7 +236,17 @@ class DatasetSync:
                 last_log = now
                 self._log_progress()
 
-        pages = scan_table(self._clients, table.name, segments, self._stop, self._count_transient)
+        # A page answered within a quarter of the read timeout may grow.
+        fast_page_s = self.settings.source.read_timeout_s / 4
+        pages = scan_table(
+            self._clients,
+            table.name,
+            segments,
+            self._stop,
+            self._count_transient,
+            fast_page_s,
+            self._request_bound,
+        )
         spec, items = load_scan(
             self.accelerator,
             name,
@@ -258,6 +275,7 @@ class DatasetSync:
             elapsed,
             items / max(elapsed, 1e-6),
         )
+        self._bootstrap = None  # the scan is over; what follows is the stream's replay
         self._set_state(State.REBOOTSTRAPPING if serve_old else State.CATCHING_UP)
 
     def _log_progress(self) -> None:
@@ -400,8 +418,8 @@ class DatasetSync:
                 self._history.append((self._since, state))
             self._state = state
             self._error = error
-            if state is not State.BOOTSTRAPPING:
-                self._bootstrap = None if state is not State.ERROR else self._bootstrap
+            if state not in SCANNING and state is not State.ERROR:
+                self._bootstrap = None  # an error keeps the progress it stopped at
 
     def state_history(self) -> list[tuple[float, State]]:
         """The last state transitions, oldest first, as (epoch seconds, state)."""

@@ -21,7 +21,11 @@ Mode = Literal["memory", "file"]
 
 @dataclass(frozen=True)
 class SourceSettings:
-    """Where the DynamoDB table is and how to authenticate."""
+    """Where the DynamoDB table is, how to authenticate, and how long a request may take.
+
+    A request still failing after ``max_retries`` retries, or ``max_retry_s`` after its first
+    attempt, puts the dataset in error.
+    """
 
     table: str
     region: str | None = None
@@ -32,6 +36,8 @@ class SourceSettings:
     endpoint_url: str | None = None
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 20.0
+    max_retries: int = 10
+    max_retry_s: float = 600.0
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ class State(StrEnum):
 
 
 QUERYABLE = frozenset({State.READY, State.LAGGING, State.REBOOTSTRAPPING})
+SCANNING = frozenset({State.BOOTSTRAPPING, State.REBOOTSTRAPPING})  # bootstrap progress shown
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
 
 from sync.errors import (
     IteratorExpired,
     PermanentError,
+    RequestTimedOut,
     RetentionExceeded,
     SyncError,
     TransientError,
@@ -44,6 +51,8 @@ def classify(error: Exception, context: str) -> SyncError:
         if code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
             return TransientError(text)
         return PermanentError(text)
+    if isinstance(error, ReadTimeoutError):
+        return RequestTimedOut(f"{context}: {error}")
     if isinstance(error, ConnectionError | HTTPClientError):
         return TransientError(f"{context}: {error}")
     if isinstance(error, BotoCoreError):

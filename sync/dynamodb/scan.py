@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,16 +15,42 @@ from sync.dynamodb.client import DynamoDBClients
 from sync.dynamodb.errors import classify
 from sync.dynamodb.rawparse import ScanPage, parse_scan
 from sync.errors import SyncError
-from sync.retry import Stopped, retrying
+from sync.retry import UNBOUNDED, Backoff, RetryBound, Stopped, retrying
 
 ITEMS_PER_AUTO_SEGMENT = 20_000
 MAX_AUTO_SEGMENTS = 16
+# Scan ``Limit`` (items per page). AWS caps a page at 1 MB anyway; an explicit limit keeps
+# one page from outlasting the read timeout on a slow server (moto takes ~1 ms per item).
+START_PAGE_LIMIT = 1_000
+MIN_PAGE_LIMIT = 16
+MAX_PAGE_LIMIT = 10_000
+FAST_PAGES_TO_GROW = 4
 
 
 def auto_segments(item_count: int) -> int:
     """One segment per 20,000 items, 1 to 16: enough to overlap request latency on a small
     machine without flooding a table's read capacity."""
     return max(1, min(MAX_AUTO_SEGMENTS, math.ceil(item_count / ITEMS_PER_AUTO_SEGMENT)))
+
+
+class PageLimit:
+    """One segment's Scan ``Limit``: halved (down to a floor) when a page times out, doubled
+    (up to a cap) after a few pages answered in under ``fast_s`` in a row."""
+
+    def __init__(self, fast_s: float) -> None:
+        self.value = START_PAGE_LIMIT
+        self._fast_s = fast_s
+        self._fast = 0
+
+    def shrink(self) -> None:
+        self.value = max(MIN_PAGE_LIMIT, self.value // 2)
+        self._fast = 0
+
+    def answered(self, elapsed_s: float) -> None:
+        self._fast = self._fast + 1 if elapsed_s < self._fast_s else 0
+        if self._fast >= FAST_PAGES_TO_GROW:
+            self.value = min(MAX_PAGE_LIMIT, self.value * 2)
+            self._fast = 0
 
 
 _DONE = object()
@@ -35,11 +62,15 @@ def scan_table(
     segments: int,
     stop: threading.Event,
     on_transient: Callable[[SyncError], None],
+    fast_page_s: float = 5.0,
+    bound: RetryBound = UNBOUNDED,
 ) -> Iterator[pa.StructArray]:
     """Yield the table's items, a page at a time, from ``segments`` parallel scanners.
 
     Reads are strongly consistent so that every write made before the stream position was
-    captured is seen. A bounded queue keeps memory flat whatever the table size.
+    captured is seen. A bounded queue keeps memory flat whatever the table size. Each segment
+    sizes its pages with a :class:`PageLimit` (answers within ``fast_page_s`` let pages grow);
+    a page still failing at ``bound`` raises :class:`~sync.errors.RetriesExhausted`.
     """
     pages: queue.Queue[Any] = queue.Queue(maxsize=2 * segments)
     cancelled = threading.Event()
@@ -55,13 +86,22 @@ def scan_table(
 
     def scan_segment(segment: int) -> None:
         start_key: dict[str, Any] | None = None
+        limit = PageLimit(fast_page_s)
+
+        def call(key: dict[str, Any] | None) -> ScanPage:
+            started = time.monotonic()
+            page = _scan_page(clients, table, segment, segments, key, limit.value)
+            limit.answered(time.monotonic() - started)
+            return page
+
+        def failed(error: SyncError) -> None:
+            if error.shrink_page:
+                limit.shrink()
+            on_transient(error)
+
         try:
             while True:
-                page = retrying(
-                    lambda key=start_key: _scan_page(clients, table, segment, segments, key),
-                    stop,
-                    on_transient,
-                )
+                page = retrying(lambda key=start_key: call(key), stop, failed, Backoff(), bound)
                 if page.items is not None and not put(page.items):
                     return
                 start_key = page.last_evaluated_key
@@ -105,8 +145,9 @@ def _scan_page(
     segment: int,
     segments: int,
     start_key: dict[str, Any] | None,
+    limit: int,
 ) -> ScanPage:
-    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True, "Limit": limit}
     if segments > 1:
         kwargs.update(Segment=segment, TotalSegments=segments)
     if start_key:
@@ -114,5 +155,5 @@ def _scan_page(
     try:
         body = clients.dynamodb.scan(**kwargs)["RawBody"]
     except Exception as e:  # noqa: BLE001 - every boto error is classified at this boundary
-        raise classify(e, f"Scan {table} segment {segment}/{segments}") from e
+        raise classify(e, f"Scan {table} segment {segment}/{segments} (Limit {limit})") from e
     return parse_scan(body)

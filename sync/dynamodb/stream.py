@@ -23,7 +23,7 @@ from sync.dynamodb.client import DynamoDBClients
 from sync.dynamodb.errors import classify
 from sync.dynamodb.rawparse import RecordsPage, parse_get_records
 from sync.errors import IteratorExpired, RetentionExceeded, SyncError
-from sync.retry import retrying
+from sync.retry import UNBOUNDED, Backoff, RetryBound, retrying
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,10 @@ class StreamReader:
         on_transient: Callable[[SyncError], None],
         topology_refresh_s: float = 30.0,
         page_limit: int = GET_RECORDS_LIMIT,
+        bound: RetryBound = UNBOUNDED,
     ) -> None:
         self._clients = clients
+        self._bound = bound
         self._page_limit = page_limit
         self.stream_arn = stream_arn
         self._stop = stop
@@ -225,6 +227,8 @@ class StreamReader:
                     lambda it=iterator: self._get_records(it, shard.shard_id),
                     self._stop,
                     self._on_transient,
+                    Backoff(),
+                    self._bound,
                 )
             except IteratorExpired:
                 log.info(
@@ -268,7 +272,7 @@ class StreamReader:
                     e, f"GetShardIterator {self.stream_arn} shard {shard.shard_id}"
                 ) from e
 
-        return retrying(call, self._stop, self._on_transient)
+        return retrying(call, self._stop, self._on_transient, Backoff(), self._bound)
 
     # -- topology ----------------------------------------------------------------------------
 
@@ -287,7 +291,7 @@ class StreamReader:
                 except Exception as e:  # noqa: BLE001 - classified at this boundary
                     raise classify(e, f"DescribeStream {self.stream_arn}") from e
 
-            desc = retrying(call, self._stop, self._on_transient)
+            desc = retrying(call, self._stop, self._on_transient, Backoff(), self._bound)
             shards.extend(desc.get("Shards", []))
             start = desc.get("LastEvaluatedShardId")
             if not start:

@@ -65,6 +65,23 @@ def test_issue_example_parses_into_typed_settings(tmp_path: Path) -> None:
     assert ds.acceleration.file == tmp_path / "data" / "orders.duckdb"
 
 
+def test_dynamodb_timeouts_and_retry_bound(tmp_path: Path) -> None:
+    (ds,) = parse_config(pod(), tmp_path / "spicepod.yaml").datasets
+    source = ds.source
+    assert (source.connect_timeout_s, source.read_timeout_s) == (5.0, 20.0)
+    assert (source.max_retries, source.max_retry_s) == (10, 600.0)
+    doc = pod(
+        params__dynamodb_connect_timeout="500ms",
+        params__dynamodb_read_timeout="1m",
+        params__dynamodb_max_retries=3,
+        params__dynamodb_max_retry_duration="90s",
+    )
+    (ds,) = parse_config(doc, tmp_path / "spicepod.yaml").datasets
+    source = ds.source
+    assert (source.connect_timeout_s, source.read_timeout_s) == (0.5, 60.0)
+    assert (source.max_retries, source.max_retry_s) == (3, 90.0)
+
+
 def test_env_substitution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SECRET_FOR_TEST", "s3cr3t")
     doc = pod(params__dynamodb_aws_secret_access_key="${env:SECRET_FOR_TEST}")
@@ -80,6 +97,10 @@ def test_env_substitution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         ({"params__scan_interval": "5 parsecs"}, "params.scan_interval: invalid duration"),
         ({"params__ready_lag": 2}, "params.ready_lag: expected a duration"),
         ({"params__scan_segments": 0}, "params.scan_segments: expected an integer > 0"),
+        ({"params__dynamodb_read_timeout": "0s"}, "dynamodb_read_timeout: expected a duration"),
+        ({"params__dynamodb_connect_timeout": 5}, "dynamodb_connect_timeout: expected a duration"),
+        ({"params__dynamodb_max_retries": 0}, "dynamodb_max_retries: expected an integer > 0"),
+        ({"params__dynamodb_max_retry_duration": "soon"}, "max_retry_duration: invalid duration"),
         ({"params__schema_infer_max_records": "many"}, "schema_infer_max_records: expected an"),
         ({"acceleration__engine": "oracle"}, "acceleration.engine: expected one of duckdb, sqlite"),
         ({"acceleration__mode": "disk"}, "acceleration.mode: expected one of memory, file"),

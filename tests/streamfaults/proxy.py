@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -41,6 +42,12 @@ class _Server(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__((proxy.host, proxy.port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that stopped waiting for a held answer (its read timeout) leaves a closed
+        # socket behind: not the proxy's error.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -112,6 +119,7 @@ class StreamFaultProxy:
         self.service = StreamsService(self.upstream, self.faults, self.settings)
         self.requests: Counter[str] = Counter()  # received requests per operation
         self._requests_lock = threading.Lock()
+        self._slow_scans: tuple[float, int] | None = None  # (seconds, above this Limit)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -189,6 +197,12 @@ class StreamFaultProxy:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+        self._slow_scans = None
+
+    def slow_scans(self, seconds: float, above_limit: int) -> None:
+        """Hold every Scan asking for more than `above_limit` items (or no Limit) `seconds`
+        before answering it: a server whose page time grows with the page size."""
+        self._slow_scans = (seconds, above_limit)
 
     @property
     def fault_counts(self) -> Counter[str]:
@@ -260,6 +274,9 @@ class StreamFaultProxy:
         decision, message = self.faults.decide(op, self._table_of(params), streams)
         if decision.delay:
             time.sleep(decision.delay)
+        slow = self._slow_scans
+        if slow and op == "Scan" and params.get("Limit", float("inf")) > slow[1]:
+            time.sleep(slow[0])
         if decision.kind == "reset":
             handler.reset()
             return

@@ -37,16 +37,21 @@ def test_pages_load_in_batches_and_grow_the_spec(
     engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bootstrap, "BATCH_ITEMS", 100)
-    progress: list[int] = []
+    progress: list[tuple[int, int]] = []
     with open_accelerator(AccelerationSettings(engine, "memory")) as acc:  # type: ignore[arg-type]
         acc.create_table(SPEC)
         types = TypeOptions(acc.type_support)
         pages = (page(p) for p in PAGES)
-        spec, items = load_scan(acc, "t", SPEC, pages, types, 10, progress.append)
+
+        def read(items: int) -> None:
+            progress.append((items, acc.row_count("t")))
+
+        spec, items = load_scan(acc, "t", SPEC, pages, types, 10, read)
         rows = acc.query_handle().execute('SELECT * FROM "t" ORDER BY pk').read_all()
     assert items == 8
-    # One batch per spec: page 2 brings "extra", page 3 turns "n" into DOUBLE.
-    assert progress == [3, 6, 8]
+    # Items read, page by page; rows land one batch per spec: page 2 brings "extra", page 3
+    # turns "n" into DOUBLE.
+    assert progress == [(3, 0), (6, 3), (8, 6)]
     assert spec.column("extra") == Column("extra", ColumnType.VARCHAR)
     assert spec.column("n") == Column("n", ColumnType.DOUBLE)
     assert rows.column("pk").to_pylist() == [
@@ -61,14 +66,17 @@ def test_pages_load_in_batches_and_grow_the_spec(
 
 def test_pages_of_one_spec_share_a_batch_until_it_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bootstrap, "BATCH_ITEMS", 4)
-    progress: list[int] = []
+    progress: list[tuple[int, int]] = []
     same = [[{"pk": {"S": f"{p}-{i}"}} for i in range(3)] for p in range(3)]
     with open_accelerator(AccelerationSettings("duckdb", "memory")) as acc:
         acc.create_table(SPEC)
         pages = (page(p) for p in same)
-        _, items = load_scan(
-            acc, "t", SPEC, pages, TypeOptions(acc.type_support), 10, progress.append
-        )
+
+        def read(items: int) -> None:
+            progress.append((items, acc.row_count("t")))
+
+        _, items = load_scan(acc, "t", SPEC, pages, TypeOptions(acc.type_support), 10, read)
         assert acc.row_count("t") == 9
     assert items == 9
-    assert progress == [6, 9]  # 3 + 3 items reach the batch size; the last page at the end
+    # Every page read is reported; 3 + 3 items reach the batch size, the last page at the end.
+    assert progress == [(3, 0), (6, 0), (9, 6)]
