@@ -76,6 +76,11 @@ class StopFlag:
                 return
         callback()
 
+    def forget(self) -> None:
+        """Drop the callbacks: the query ended, and they hold its engine cursor."""
+        with self._lock:
+            self._callbacks = []
+
 
 @dataclass(eq=False)
 class _Entry:
@@ -164,13 +169,12 @@ class RunningQueries:
 
     def finish(self, query_id: bytes, flag: StopFlag) -> None:
         with self._lock:
-            entries = self._running.get(query_id)
-            if entries is None:
-                return
+            entries = self._running.get(query_id, set())
             for entry in [e for e in entries if e.flag is flag]:
                 entries.discard(entry)
             if not entries:
-                del self._running[query_id]
+                self._running.pop(query_id, None)
+        flag.forget()
 
     def cancel(self, query_ids: list[bytes]) -> int:
         """Stop the queries of ``query_ids``; returns how many were running."""

@@ -638,8 +638,10 @@ class PostgresAccelerator:
     def table_spec(self, name: str) -> TableSpec | None:
         with _reading(self._internal) as cur:
             spec = _table_spec(cur, name)
-        if spec is not None and self._reader_role is not None:
-            with self._transaction() as cur:  # a table of an older version, or a lost grant
+        if spec is not None:
+            # A table of an older version, or whose grant was lost (the first write connection
+            # settles the reader role).
+            with self._transaction() as cur:
                 self._grant(cur, name)
         return spec
 

@@ -149,6 +149,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlightSqlServer
         pg: Accelerator = open_accelerator(
             AccelerationSettings("postgres", "file", None, connection)
         )
+        # Found at start, as a resumed dataset's table is: granted to the reader role.
+        assert pg.table_spec("t_postgres") is not None
         catalog.add(TableInfo("t_postgres", SCHEMA, ("id",), "postgres"), pg.query_handle())
         server = FlightSqlServer("grpc://127.0.0.1:0", catalog)
         thread = threading.Thread(target=server.serve, daemon=True)

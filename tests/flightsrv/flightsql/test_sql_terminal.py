@@ -67,10 +67,12 @@ def test_up_arrow_recalls_history_and_ctrl_c_keeps_the_prompt(env: Env, tmp_path
         term.wait_for(b"sql> ")
         term.type(b"SELECT 40 + 2 AS answer;\r")
         term.wait_for(b"Time: ")
+        term.wait_for(b"sql> ", count=2)  # readline reads again: the Up key is its to edit
         term.type(UP + b"\r")  # the same query again, edited by readline, not sent as ^[[A
         term.wait_for(b"Time: ", count=2)
         assert term.screen.count(b"| answer |") == 2 and term.screen.count(b" 42 |") == 2
 
+        term.wait_for(b"sql> ", count=3)
         term.type(b"SELECT 5 AS five\r")  # a statement left open...
         term.wait_for(b"  -> ")
         term.type(CTRL_C)  # ...and dropped: the next one runs alone
@@ -80,6 +82,7 @@ def test_up_arrow_recalls_history_and_ctrl_c_keeps_the_prompt(env: Env, tmp_path
         assert b"| six |" in term.screen and b"five" not in term.screen.split(b"| six |")[1]
         assert b"error" not in term.screen
 
+        term.wait_for(b"sql> ", count=5)
         term.type(b"SELECT 7" + CTRL_C)
         term.wait_for(b"sql> ", count=6)
         term.type(CTRL_D)
