@@ -134,21 +134,34 @@ def _cell(value: object) -> str:
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
+class _Statement:
+    """Lines gathered until one ends with ``;``: then the statement they make is complete."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> str | None:
+        """Add ``line``; returns the statement (without its ``;``) once complete."""
+        self.lines.append(line)
+        return self.flush() if line.rstrip().endswith(";") else None
+
+    def flush(self) -> str | None:
+        """The statement gathered so far (None if empty), and start a new one."""
+        text = "\n".join(self.lines).strip().rstrip(";").strip()
+        self.lines = []
+        return text or None
+
+
 def statements(lines: Iterable[str]) -> Iterator[str]:
     """Statements from input lines: each ends with ``;`` at the end of a line (or at EOF)."""
-    buffer: list[str] = []
+    statement = _Statement()
     for raw in lines:
         line = raw.rstrip("\n")
-        if not buffer and line.strip().lower() in QUIT:
+        if not statement.lines and line.strip().lower() in QUIT:
             return
-        buffer.append(line)
-        if line.rstrip().endswith(";"):
-            text = "\n".join(buffer).strip().rstrip(";").strip()
-            buffer = []
-            if text:
-                yield text
-    text = "\n".join(buffer).strip().rstrip(";").strip()
-    if text:
+        if (text := statement.add(line)) is not None:
+            yield text
+    if (text := statement.flush()) is not None:
         yield text
 
 
@@ -159,25 +172,21 @@ def typed_statements(read_line: Callable[[str], str], out: IO[str]) -> Iterator[
     terminal). Ctrl-C drops the statement being typed and prompts again, as psql and duckdb
     do; Ctrl-D (EOF) or ``\\q`` leaves.
     """
-    buffer: list[str] = []
+    statement = _Statement()
     while True:
         try:
-            line = read_line(CONTINUATION if buffer else PROMPT)
+            line = read_line(CONTINUATION if statement.lines else PROMPT)
         except KeyboardInterrupt:
             out.write("\n")
-            buffer = []
+            statement = _Statement()
             continue
         except EOFError:
             out.write("\n")
             return
-        if not buffer and line.strip().lower() in QUIT:
+        if not statement.lines and line.strip().lower() in QUIT:
             return
-        buffer.append(line)
-        if line.rstrip().endswith(";"):
-            text = "\n".join(buffer).strip().rstrip(";").strip()
-            buffer = []
-            if text:
-                yield text
+        if (text := statement.add(line)) is not None:
+            yield text
 
 
 def _stream_reader(stream: IO[str], out: IO[str]) -> Callable[[str], str]:

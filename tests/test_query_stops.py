@@ -226,19 +226,13 @@ def test_a_query_past_the_timeout_stops_with_a_clear_error(served: Served) -> No
     assert query(served.runtime.flight_uri, "SELECT 1") == [(1,)]
 
 
-@pytest.mark.parametrize("engine", ["duckdb"])
 def test_the_reported_scratch_query_stops_on_cancel(
-    emulator: Emulator,
-    ddb: Any,
-    table_name: str,
-    tmp_path: Path,
-    runtimes: list[RuntimeProcess],
-    engine: str,
+    emulator: Emulator, ddb: Any, table_name: str, tmp_path: Path, runtimes: list[RuntimeProcess]
 ) -> None:
-    runtime = _runtime(emulator, ddb, table_name, engine, tmp_path, None)
+    runtime = _runtime(emulator, ddb, table_name, "duckdb", tmp_path, None)
     runtimes.append(runtime.start())
     runtime.wait_ready()
-    served = Served(runtime, engine)
+    served = Served(runtime, "duckdb")
     cur, thread, _ = served.start_endless(SCRATCH_ENDLESS)
     served.wait_busy()
     code, body = runtime.get("/v1/status")

@@ -20,8 +20,13 @@ import logging
 import secrets
 from typing import Any
 
-import psycopg
-from psycopg import sql as pgsql
+try:
+    import psycopg
+    from psycopg import sql as pgsql
+except ImportError as e:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "the postgres accelerator needs psycopg: pip install 'dynamirror[postgres]'"
+    ) from e
 
 log = logging.getLogger(__name__)
 
