@@ -158,3 +158,15 @@ def test_reads_and_concurrent_reads_still_work(handle: QueryHandle) -> None:
     first = handle.execute("SELECT id FROM t ORDER BY id")
     assert _count(handle) == 3  # a second query while the first one's reader is open
     assert first.read_all().column(0).to_pylist() == [0, 1, 2]
+
+
+def test_a_superuser_reader_gets_a_loud_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from sync.accelerators.postgres import PostgresAccelerator
+    from tests.harness import postgres_schema
+
+    with postgres_schema() as connection:
+        reader = {"user": connection.get("user") or "postgres"}  # the test server's superuser
+        settings = AccelerationSettings("postgres", "file", None, connection, reader)
+        with PostgresAccelerator(settings) as accelerator, caplog.at_level("WARNING"):
+            accelerator.create_table(TableSpec("t", (Column("id", ColumnType.BIGINT),), ("id",)))
+    assert any("SUPERUSER" in r.getMessage() for r in caplog.records)
