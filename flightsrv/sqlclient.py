@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +24,12 @@ import pyarrow as pa
 import pyarrow.flight as flight
 from google.protobuf import any_pb2
 
+from flightsrv.proto import FlightActions_pb2 as fa
 from flightsrv.proto import FlightSql_pb2 as pb
 
 DEFAULT_URI = "grpc://127.0.0.1:50051"
 DEFAULT_MAX_ROWS = 1000
+SIGNAL_CHECK_S = 0.1  # how soon Ctrl-C at the prompt cancels the running statement
 MAX_CELL = 60
 PROMPT = "sql> "
 CONTINUATION = "  -> "
@@ -54,14 +59,22 @@ class SqlClient:
         self._client = flight.FlightClient(self.uri, **kwargs)
         headers = [(b"authorization", f"Bearer {self.api_key}".encode())] if self.api_key else []
         self._options = flight.FlightCallOptions(headers=headers)
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._reading: flight.FlightStreamReader | None = None
+        self._info: flight.FlightInfo | None = None
 
     def query(self, sql: str) -> pa.Table:
         """Run ``sql`` and return its whole result."""
         command = any_pb2.Any()
         command.Pack(pb.CommandStatementQuery(query=sql))
         descriptor = flight.FlightDescriptor.for_command(command.SerializeToString())
+        with self._lock:
+            self._cancelled, self._info = False, None
         try:
             info = self._client.get_flight_info(descriptor, self._options)
+            with self._lock:
+                self._info = info
             tables = [self._fetch(endpoint) for endpoint in info.endpoints]
         except (flight.FlightError, pa.ArrowException) as e:
             raise SqlClientError(_message(e)) from None
@@ -73,12 +86,39 @@ class SqlClient:
         uris = [loc.uri.decode() for loc in endpoint.locations]
         remote = [u for u in uris if u and not u.startswith("arrow-flight-reuse-connection")]
         if not remote:
-            return self._client.do_get(endpoint.ticket, self._options).read_all()
+            return self._read(self._client, endpoint.ticket)
         other = SqlClient(remote[0], self.api_key, self.tls_root_certs)
         try:
-            return other._client.do_get(endpoint.ticket, self._options).read_all()
+            return self._read(other._client, endpoint.ticket)
         finally:
             other.close()
+
+    def _read(self, client: flight.FlightClient, ticket: flight.Ticket) -> pa.Table:
+        """One endpoint's rows, from a stream :meth:`cancel` can cut short."""
+        reader = client.do_get(ticket, self._options)
+        with self._lock:
+            if self._cancelled:
+                reader.cancel()
+            self._reading = reader
+        try:
+            return reader.read_all()
+        finally:
+            with self._lock:
+                self._reading = None
+
+    def cancel(self) -> None:
+        """Stop the running query from another thread: the stream being read is cut short, and
+        the server is asked to cancel the query (``CancelFlightInfo``), which stops it in its
+        engine even before its first batch."""
+        with self._lock:
+            self._cancelled = True
+            info, reading = self._info, self._reading
+        if reading is not None:
+            reading.cancel()
+        if info is not None:
+            request = fa.CancelFlightInfoRequest(info=info.serialize()).SerializeToString()
+            with suppress(flight.FlightError, pa.ArrowException):  # a server without it
+                list(self._client.do_action(("CancelFlightInfo", request), self._options))
 
     def close(self) -> None:
         self._client.close()
@@ -242,27 +282,65 @@ def run(
         return _run_all(client, statements(stdin), max_rows, out, err)
     if stdin is sys.stdin and out is sys.stdout:
         with terminal_history():
-            return _run_all(client, typed_statements(input, out), max_rows, out, err)
-    return _run_all(client, typed_statements(_stream_reader(stdin, out), out), max_rows, out, err)
+            typed = typed_statements(input, out)
+            return _run_all(client, typed, max_rows, out, err, interactive=True)
+    typed = typed_statements(_stream_reader(stdin, out), out)
+    return _run_all(client, typed, max_rows, out, err, interactive=True)
 
 
 def _run_all(
-    client: SqlClient, sqls: Iterable[str], max_rows: int, out: IO[str], err: IO[str]
+    client: SqlClient,
+    sqls: Iterable[str],
+    max_rows: int,
+    out: IO[str],
+    err: IO[str],
+    interactive: bool = False,
 ) -> int:
+    """Run each statement and print its result; at a prompt (``interactive``), Ctrl-C cancels
+    the running statement (the server stops it in its engine) and the prompt comes back, as in
+    psql. Elsewhere it ends the run."""
     failed = False
     for sql in sqls:
         started = time.perf_counter()
         try:
-            table = client.query(sql)
+            table = _interruptible(client, sql) if interactive else client.query(sql)
         except SqlClientError as e:
             failed = True
             print(f"error: {e}", file=err, flush=True)
+            continue
+        except KeyboardInterrupt:
+            if not interactive:
+                raise
+            print("\ncancelled", file=err, flush=True)
             continue
         elapsed = time.perf_counter() - started
         print(format_table(table, max_rows), file=out)
         rows = "1 row" if table.num_rows == 1 else f"{table.num_rows} rows"
         print(f"Time: {elapsed:.3f} s. {rows}.", file=out, flush=True)
     return 1 if failed else 0
+
+
+def _interruptible(client: SqlClient, sql: str) -> pa.Table:
+    """``client.query(sql)`` from a worker thread, which Ctrl-C cancels.
+
+    In the main thread pyarrow would take Ctrl-C over for the length of the call, only to
+    notice it between batches (never, while the server computes an aggregate), and could leave
+    the next prompt deaf to it.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C was pressed; the result was cut short.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="query") as worker:
+        running = worker.submit(client.query, sql)
+        try:
+            while True:  # woken often: only this thread raises KeyboardInterrupt
+                with suppress(FutureTimeout):
+                    return running.result(timeout=SIGNAL_CHECK_S)
+        except KeyboardInterrupt:
+            client.cancel()
+            with suppress(SqlClientError):
+                running.result()
+            raise
 
 
 def read_root_certs(path: Path | None) -> bytes | None:

@@ -9,6 +9,7 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.flightsrv.flightsql.engines import Env
@@ -60,6 +61,15 @@ class Terminal:
             os.waitpid(self.pid, 0)
 
 
+def _wait(condition: Callable[[], bool], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_up_arrow_recalls_history_and_ctrl_c_keeps_the_prompt(env: Env, tmp_path: Path) -> None:
     environ = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm"}
     term = Terminal([sys.executable, "-m", "flightsrv", "sql", "--uri", env.uri], environ)
@@ -83,10 +93,16 @@ def test_up_arrow_recalls_history_and_ctrl_c_keeps_the_prompt(env: Env, tmp_path
         assert b"error" not in term.screen
 
         term.wait_for(b"sql> ", count=5)
+        term.type(b"SELECT count(*) FROM range(100000000) a, range(100000000) b;\r")
+        assert _wait(lambda: len(env.server.running_queries) == 1)
+        term.type(CTRL_C)  # cancels the query, in the engine too, and keeps the prompt
+        term.wait_for(b"cancelled")
+        assert _wait(lambda: len(env.server.running_queries) == 0)
+        term.wait_for(b"sql> ", count=6)
         term.type(b"SELECT 7")
         term.wait_for(b"SELECT 7")  # echoed by readline: a Ctrl-C now would not flush it unread
         term.type(CTRL_C)
-        term.wait_for(b"sql> ", count=6)
+        term.wait_for(b"sql> ", count=7)
         term.type(CTRL_D)
         assert term.exit_status() == 0
     except BaseException:
