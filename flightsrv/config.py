@@ -18,7 +18,10 @@ import yaml
 
 from flightsrv.durations import parse_duration
 from flightsrv.secrets import SecretError, load_secrets
+from sync.accelerators import engine_names, engine_spec
+from sync.accelerators.spec import Connection, EngineSpec, ParamError
 from sync.dynamodb.golayout import DEFAULT_TIME_FORMAT, compile_layout
+from sync.pipeline import STAGING_SUFFIX
 from sync.schema import ColumnType, DeclaredColumn, parse_type
 from sync.settings import (
     AccelerationSettings,
@@ -64,19 +67,6 @@ ACCELERATION_KEYS = {
     "snapshots_trigger",
     "snapshots_trigger_threshold",
 }
-ENGINE_FILE_PARAM = {"duckdb": "duckdb_file", "sqlite": "sqlite_file"}
-POSTGRES_PARAMS = (
-    "pg_connection_string",
-    "pg_host",
-    "pg_port",
-    "pg_db",
-    "pg_user",
-    "pg_pass",
-    "pg_sslmode",
-    "pg_sslrootcert",
-)
-POSTGRES_READER_PARAMS = {"pg_reader_user": "user", "pg_reader_pass": "password"}
-POSTGRES_MAX_NAME = 52
 RETENTION_BEHAVIORS = ("error", "ready_before_load", "ready_after_load")
 # Spice's DynamoDB dataset metrics, exported as ``dataset_dynamodb_<name>`` when enabled.
 DATASET_METRICS = (
@@ -598,55 +588,51 @@ def _acceleration(raw: Any, name: str, where: str, base: Path) -> AccelerationSe
         raise ConfigError(
             f"{where}.refresh_mode: must be 'changes' for dynamodb datasets, got {refresh_mode!r}"
         )
-    engine = get.choice("engine", (*ENGINE_FILE_PARAM, "postgres"), "duckdb")
+    spec = engine_spec(get.choice("engine", engine_names(), "duckdb"))
     params = _mapping(acc.get("params"), f"{where}.params")
     pget = _Getter(params, f"{where}.params")
-    if engine == "postgres":
-        return _postgres(name, where, get, pget)
-    mode = get.choice("mode", ("memory", "file"), "memory")
-    file_param = ENGINE_FILE_PARAM[engine]
-    file_value = pget.string(file_param)
+    mode = get.choice("mode", ("memory", "file"), spec.modes[0])
+    if mode not in spec.modes:
+        raise ConfigError(
+            f"{where}.mode: {spec.name} {spec.modes_note}; use mode: {spec.modes[0]} or omit it"
+        )
+    limit = spec.max_identifier_bytes
+    if limit is not None and len(name.encode()) > limit - len(STAGING_SUFFIX):
+        raise ConfigError(
+            f"{where.rsplit(':', 1)[0]}: name: at most {limit - len(STAGING_SUFFIX)} bytes with "
+            f"engine {spec.name} ({spec.title} identifiers are {limit} bytes, with room for a "
+            "staging suffix)"
+        )
+    file_value = pget.string(spec.file_param) if spec.file_param else None
+    values = {key: value for key in spec.params if (value := pget.string(key)) is not None}
     pget.reject_rest()
     file = None
-    if mode == "file":
-        file = Path(file_value) if file_value else Path("data") / f"{name}.{engine}"
+    if mode == "file" and spec.file_param:
+        file = Path(file_value) if file_value else Path("data") / f"{name}.{spec.name}"
         file = file if file.is_absolute() else base / file
     elif file_value:
-        raise ConfigError(f"{where}.params.{file_param}: only used with mode: file")
-    return AccelerationSettings(engine, mode, file)  # type: ignore[arg-type]
+        raise ConfigError(f"{where}.params.{spec.file_param}: only used with mode: file")
+    if spec.connection is None:
+        return AccelerationSettings(spec.name, mode, file)
+    connection = _connection(spec.connection, spec, values, where)
+    return AccelerationSettings(spec.name, mode, file, connection.keywords, connection.reader)
 
 
-def _postgres(name: str, where: str, get: _Getter, pget: _Getter) -> AccelerationSettings:
-    """PostgreSQL keeps its data in the server: there is no memory mode, and restarts resume."""
-    if get.choice("mode", ("memory", "file"), "file") != "file":
-        raise ConfigError(
-            f"{where}.mode: postgres keeps its data in the server; use mode: file or omit it"
-        )
-    if len(name.encode()) > POSTGRES_MAX_NAME:
-        raise ConfigError(
-            f"{where.rsplit(':', 1)[0]}: name: at most {POSTGRES_MAX_NAME} bytes with engine "
-            "postgres (PostgreSQL identifiers are 63 bytes, with room for a staging suffix)"
-        )
-    values = {key: pget.string(key) for key in POSTGRES_PARAMS}
-    reader = {
-        keyword: value
-        for key, keyword in POSTGRES_READER_PARAMS.items()
-        if (value := pget.string(key)) is not None
-    }
-    pget.reject_rest()
-    if reader and "user" not in reader:
-        raise ConfigError(f"{where}.params.pg_reader_pass: goes with pg_reader_user")
+def _connection(
+    connect: Callable[[Mapping[str, str]], Connection],
+    spec: EngineSpec,
+    values: Mapping[str, str],
+    where: str,
+) -> Connection:
+    """A server engine's connection settings from its params, problems as config errors."""
     try:
-        from sync.accelerators.postgres import spicepod_connection
+        return connect(values)
     except ImportError as e:
         raise ConfigError(
-            f"{where}.engine: postgres needs its driver: pip install 'dynamirror[postgres]'"
+            f"{where}.engine: {spec.name} needs its driver: pip install 'dynamirror[{spec.extra}]'"
         ) from e
-    try:
-        connection = spicepod_connection({k: v for k, v in values.items() if v is not None})
-    except Exception as e:  # noqa: BLE001 - psycopg's conninfo errors name the problem
-        raise ConfigError(f"{where}.params.pg_connection_string: {e}") from e
-    return AccelerationSettings("postgres", "file", None, connection, reader or None)
+    except ParamError as e:
+        raise ConfigError(f"{where}.params.{e.param}: {e}") from e
 
 
 def _reject_unknown(mapping: Mapping[str, Any], known: set[str], where: str) -> None:

@@ -12,11 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
+from sync.accelerators import engine_spec
+from sync.accelerators.spec import Mode
 from sync.schema import DeclaredColumn
 
 RetentionBehavior = Literal["error", "ready_before_load", "ready_after_load"]
-Engine = Literal["duckdb", "sqlite", "postgres"]
-Mode = Literal["memory", "file"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class AccelerationSettings:
     SELECT on the served tables; unset, the engine manages such a role itself.
     """
 
-    engine: Engine
+    engine: str  # a registered engine: sync.accelerators.engine_names()
     mode: Mode
     file: Path | None = None
     connection: Mapping[str, str] | None = field(default=None, hash=False, repr=False)
@@ -59,11 +59,9 @@ class AccelerationSettings:
     @property
     def location(self) -> str:
         """Datasets with the same location share one engine database (and can be joined)."""
-        if self.engine == "postgres":
-            c = self.connection or {}
-            user = f"{c['user']}@" if c.get("user") else ""
-            where = f"{c.get('host') or 'localhost'}:{c.get('port') or 5432}"
-            return f"postgres://{user}{where}/{c.get('dbname') or ''}"
+        server_location = engine_spec(self.engine).server_location
+        if server_location is not None:
+            return server_location(self.connection or {})
         return f"{self.engine}:{self.file.resolve() if self.file else 'memory'}"
 
 

@@ -17,6 +17,7 @@ from flightsrv.flightsql.lru import Lru
 from flightsrv.flightsql.metadata import Namespace
 from flightsrv.flightsql.results import conform, rechunk, rows_within
 from flightsrv.flightsql.statements import Statement
+from sync.accelerators import dialect_spec
 from sync.accelerators.query import (
     QueryError,
     QueryHandle,
@@ -25,9 +26,6 @@ from sync.accelerators.query import (
     SupportsStart,
 )
 
-# Engines whose result types come from values rather than from the query (the SQLite handle
-# types a computed column by its first rows): their schema needs the real query, not LIMIT 0.
-_VALUE_TYPED_DIALECTS = frozenset({"sqlite"})
 # A value of each plain parameter type, to probe a result schema where NULL is refused.
 _SAMPLES: dict[pa.DataType, object] = {
     pa.int64(): 1,
@@ -145,7 +143,7 @@ class QueryRunner:
     def _schema_key(self, plan: Plan) -> Hashable | None:
         """What the result schema depends on besides the values bound, or None when those
         values decide it too (``SELECT ?``) or the engine types columns by their contents."""
-        if plan.checked.typed_by_values or plan.handle.dialect in _VALUE_TYPED_DIALECTS:
+        if plan.checked.typed_by_values or dialect_spec(plan.handle.dialect).value_typed_results:
             return None
         infos = self.table_infos()
         tables = tuple(infos.get(name.lower()) for name in plan.checked.tables)
@@ -205,7 +203,7 @@ class QueryRunner:
 
     def _schema(self, plan: Plan, params: Sequence[object], stop: StopSignal) -> pa.Schema:
         dialect = plan.handle.dialect
-        if dialect not in _VALUE_TYPED_DIALECTS:
+        if not dialect_spec(dialect).value_typed_results:
             probe = plan.checked.schema_probe_sql(dialect)
             try:
                 return _read_schema(plan.handle, probe, params, stop)

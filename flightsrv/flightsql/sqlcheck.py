@@ -41,6 +41,7 @@ from flightsrv.catalog import TableInfo
 from flightsrv.config import QueryLimits
 from flightsrv.flightsql import functions
 from flightsrv.flightsql.lru import Lru
+from sync.accelerators import dialect_spec
 
 CLIENT_DIALECT = "duckdb"
 
@@ -134,11 +135,11 @@ class CheckedQuery:
         return self._generated[key]
 
     def _render(self, dialect: str) -> str:
-        marker = "?{}" if dialect == "sqlite" else "${}"
+        marker = dialect_spec(dialect).placeholder
 
         def number(node: exp.Expression) -> exp.Expression:
             if isinstance(node, exp.Placeholder):
-                return exp.Var(this=marker.format(node.name))
+                return exp.Var(this=f"{marker}{node.name}")
             return node
 
         try:

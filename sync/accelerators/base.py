@@ -1,4 +1,4 @@
-"""The accelerator interface and the name → engine registry."""
+"""The accelerator interface, and opening one by its engine's name."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import importlib
 from types import TracebackType
 from typing import Protocol
 
+from sync.accelerators import engine_spec
 from sync.accelerators.query import QueryHandle
 from sync.changes import ChangeBatch, Checkpoint
 from sync.schema import TableSpec, TypeSupport
@@ -65,19 +66,8 @@ class Accelerator(Protocol):
     ) -> None: ...
 
 
-_ENGINES = {
-    "duckdb": "sync.accelerators.duckdb:DuckDBAccelerator",
-    "sqlite": "sync.accelerators.sqlite:SQLiteAccelerator",
-    "postgres": "sync.accelerators.postgres:PostgresAccelerator",
-}
-
-
 def open_accelerator(settings: AccelerationSettings) -> Accelerator:
-    """Open the engine named by ``settings`` (modules load lazily, on first use)."""
-    module_name, class_name = _ENGINES[settings.engine].split(":")
+    """Open the engine named by ``settings`` (its module and driver load on first use)."""
+    module_name, class_name = engine_spec(settings.engine).accelerator.split(":")
     module = importlib.import_module(module_name)
     return getattr(module, class_name)(settings)  # type: ignore[no-any-return]
-
-
-def engine_names() -> list[str]:
-    return sorted(_ENGINES)

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from sync.accelerators import sql
 from sync.accelerators.query import QueryError, StopSignal
+from sync.accelerators.spec import EngineSpec
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
 from sync.schema import (
     Column,
@@ -37,6 +38,17 @@ TYPE_NAMES = {
     ColumnType.DATE: "DATE",
 }
 TYPE_SUPPORT = TypeSupport(structs=True, lists="any")
+SPEC = EngineSpec(
+    name="duckdb",
+    title="DuckDB",
+    accelerator="sync.accelerators.duckdb:DuckDBAccelerator",
+    modes=("memory", "file"),
+    type_support=TYPE_SUPPORT,
+    dialect="duckdb",
+    placeholder="$",
+    shared_readers=False,  # one process holds the file's write lock; no other may open it
+    file_param="duckdb_file",
+)
 ROWS_PER_BATCH = 64 * 1024
 
 
@@ -67,7 +79,7 @@ def _using(name: str, before: SqlType, after: SqlType) -> str:
 class DuckDBQueryHandle:
     """Queries on their own DuckDB cursor each, streaming Arrow batches from the engine."""
 
-    dialect = "duckdb"
+    dialect = SPEC.dialect
 
     def __init__(self, accelerator: DuckDBAccelerator) -> None:
         self._accelerator = accelerator
@@ -165,8 +177,8 @@ class DuckDBQuery:
 class DuckDBAccelerator:
     """One DuckDB database (a file, or in memory) holding mirrored tables and checkpoints."""
 
-    engine = "duckdb"
-    type_support = TYPE_SUPPORT
+    engine = SPEC.name
+    type_support = SPEC.type_support
 
     def __init__(self, settings: AccelerationSettings) -> None:
         # Queries share this database: no file or network access from SQL, and settings

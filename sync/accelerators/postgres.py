@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from types import TracebackType
@@ -41,6 +41,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 from sync.accelerators import postgres_reader as pg_reader
 from sync.accelerators import sql
 from sync.accelerators.base import CHECKPOINT_TABLE
+from sync.accelerators.postgres_spec import MAX_NAME_BYTES, SPEC
 from sync.accelerators.query import QueryError, StopSignal
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
 from sync.schema import (
@@ -50,7 +51,6 @@ from sync.schema import (
     ListType,
     SqlType,
     TableSpec,
-    TypeSupport,
 )
 from sync.settings import AccelerationSettings
 
@@ -66,8 +66,6 @@ TYPE_NAMES = {
     ColumnType.TIMESTAMP: "timestamptz",
     ColumnType.DATE: "date",
 }
-# Arrays of one scalar type; maps, and lists of mixed or nested values, are jsonb.
-TYPE_SUPPORT = TypeSupport(structs=False, lists="uniform")
 
 
 def type_name(type_: SqlType) -> str:
@@ -101,37 +99,6 @@ CANCEL_TIMEOUT_S = 5.0  # a cancel request the server does not answer gives up
 CLIENT_CHECK_INTERVAL = "1s"  # how soon the server notices a query's runtime is gone
 LOCK_TIMEOUT = "10s"  # a schema change waiting behind a long query gives up and is retried
 STAGE = "_dynamirror_stage"
-MAX_NAME_BYTES = 63  # PostgreSQL cuts longer identifiers short
-
-SPICEPOD_PARAMS = {
-    "pg_host": "host",
-    "pg_port": "port",
-    "pg_db": "dbname",
-    "pg_user": "user",
-    "pg_pass": "password",
-    "pg_sslmode": "sslmode",
-    "pg_sslrootcert": "sslrootcert",
-}
-
-
-def spicepod_connection(params: Mapping[str, str]) -> dict[str, str]:
-    """libpq connection keywords from Spice's ``pg_*`` acceleration params.
-
-    ``pg_connection_string`` (a libpq key=value string or ``postgresql://`` URI) is the base;
-    ``pg_host``, ``pg_port``, ``pg_db``, ``pg_user``, ``pg_pass``, ``pg_sslmode`` and
-    ``pg_sslrootcert`` override its values. Unset keywords keep libpq's defaults.
-
-    Raises:
-        psycopg.ProgrammingError: ``pg_connection_string`` is not a valid connection string.
-    """
-    connection: dict[str, str] = {}
-    if params.get("pg_connection_string"):
-        parsed = psycopg.conninfo.conninfo_to_dict(params["pg_connection_string"])
-        connection.update({k: str(v) for k, v in parsed.items() if v is not None})
-    for key, keyword in SPICEPOD_PARAMS.items():
-        if params.get(key):
-            connection[keyword] = params[key]
-    return connection
 
 
 def positional(sql_text: str) -> str:
@@ -312,7 +279,7 @@ class PostgresQueryHandle:
     ``?`` operator works there.
     """
 
-    dialect = "postgres"
+    dialect = SPEC.dialect
 
     def __init__(self, pool: _QueryPool) -> None:
         self._pool = pool
@@ -499,8 +466,8 @@ class PostgresAccelerator:
     in the server whatever ``mode`` says: a restart resumes from the stored checkpoint.
     """
 
-    engine = "postgres"
-    type_support = TYPE_SUPPORT
+    engine = SPEC.name
+    type_support = SPEC.type_support
 
     def __init__(self, settings: AccelerationSettings) -> None:
         # No I/O here: a server that is not up yet only fails the calls that need it.

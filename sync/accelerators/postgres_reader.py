@@ -28,10 +28,11 @@ except ImportError as e:  # pragma: no cover - depends on the installation
         "the postgres accelerator needs psycopg: pip install 'dynamirror[postgres]'"
     ) from e
 
+from sync.accelerators.postgres_spec import MAX_NAME_BYTES
+
 log = logging.getLogger(__name__)
 
 MANAGED_SUFFIX = "_dynamirror_reader"
-MAX_NAME_BYTES = 63
 
 
 def managed_name(writer: str) -> str:

@@ -27,9 +27,10 @@ class StopSignal(Protocol):
 class QueryHandle(Protocol):
     """Runs read-only SQL against one accelerator database.
 
-    ``dialect`` is the sqlglot dialect name of the engine (``duckdb``, ``sqlite``, ``postgres``);
-    SQL handed to :meth:`execute` must already be written in it. Each call uses its own engine
-    cursor or connection, so many queries may run at once while the sync applies changes.
+    ``dialect`` is the sqlglot dialect name its engine's spec declares (from which
+    :func:`sync.accelerators.dialect_spec` finds the spec); SQL handed to :meth:`execute` must
+    already be written in it. Each call uses its own engine cursor or connection, so many
+    queries may run at once while the sync applies changes.
     """
 
     dialect: str

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from sync.accelerators import sql
 from sync.accelerators.base import CHECKPOINT_TABLE
 from sync.accelerators.query import QueryError, StopSignal
+from sync.accelerators.spec import EngineSpec
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
 from sync.schema import Column, ColumnType, DecimalType, SqlType, TableSpec, TypeSupport
 from sync.settings import AccelerationSettings
@@ -43,6 +44,18 @@ TYPE_NAMES = {
     ColumnType.DATE: "DATE",
 }
 TYPE_SUPPORT = TypeSupport(structs=False, lists="none")
+SPEC = EngineSpec(
+    name="sqlite",
+    title="SQLite",
+    accelerator="sync.accelerators.sqlite:SQLiteAccelerator",
+    modes=("memory", "file"),
+    type_support=TYPE_SUPPORT,
+    dialect="sqlite",
+    placeholder="?",
+    shared_readers=True,  # WAL: readers in any process never wait for the writer
+    file_param="sqlite_file",
+    value_typed_results=True,
+)
 ROWS_PER_BATCH = 64 * 1024
 _PY_ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bytes: pa.binary()}
 
@@ -123,7 +136,7 @@ class SQLiteQueryHandle:
     that column's type (BOOLEAN stays boolean); others take the type of their first value.
     """
 
-    dialect = "sqlite"
+    dialect = SPEC.dialect
 
     def __init__(self, path: Path, column_types: Mapping[str, SqlType]) -> None:
         self._path = path
@@ -224,8 +237,8 @@ def _decimal(value: object, scale: int) -> decimal.Decimal:
 class SQLiteAccelerator:
     """One SQLite database holding mirrored tables and checkpoints."""
 
-    engine = "sqlite"
-    type_support = TYPE_SUPPORT
+    engine = SPEC.name
+    type_support = SPEC.type_support
 
     def __init__(self, settings: AccelerationSettings) -> None:
         self._temporary = settings.mode == "memory"

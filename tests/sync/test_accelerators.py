@@ -28,8 +28,10 @@ import pyarrow as pa
 import pytest
 import sqlglot
 
+from sync.accelerators import engine_spec
 from sync.accelerators.base import CHECKPOINT_TABLE, Accelerator, open_accelerator
-from sync.accelerators.postgres import positional, spicepod_connection
+from sync.accelerators.postgres import positional
+from sync.accelerators.postgres_spec import spicepod_connection
 from sync.accelerators.query import QueryError
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op, ShardPosition
 from sync.pipeline import STAGING_SUFFIX
@@ -406,6 +408,19 @@ def test_queries_take_positional_parameters(engine: Engine) -> None:
     )
     table = query(accelerator, sql_text, (2, "k3"))
     assert table.to_pylist() == [{"pk": "k2", "s": "v2"}, {"pk": "k4", "s": "v4"}]
+
+
+def test_the_spec_describes_the_engine_and_its_numbered_placeholders_bind(engine: Engine) -> None:
+    """The server renders parameters in the spec's placeholder style (``$1``/``?1``): the
+    engine's handle binds them by number, whatever order they appear in."""
+    accelerator = engine.open()
+    spec = engine_spec(engine.settings.engine)
+    handle = accelerator.query_handle()
+    assert (accelerator.engine, handle.dialect) == (spec.name, spec.dialect)
+    assert accelerator.type_support == spec.type_support
+    p = spec.placeholder
+    table = handle.execute(f"SELECT {p}2 AS b, {p}1 AS a, {p}2 AS c", ("x", "y")).read_all()
+    assert table.to_pylist() == [{"b": "y", "a": "x", "c": "y"}]
 
 
 def test_engine_errors_reach_the_client_as_query_errors(engine: Engine) -> None:
