@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import timedelta
 
 import pyarrow as pa
@@ -25,6 +24,7 @@ from flightsrv.flightsql.statements import (
     RecentBindings,
     Statement,
 )
+from tests.harness import wait_for
 
 
 def check(sql: str) -> sqlcheck.CheckedQuery:
@@ -352,8 +352,9 @@ def test_the_watch_stops_queries_past_their_deadline_or_whose_client_left() -> N
     context = _Context()
     left = running.start(b"gone", "GetFlightInfo", "SELECT 2", context)
     context.cancelled = True
-    assert _wait_for(lambda: left.is_set(), 2) and isinstance(left.cause, QueryCancelled)
-    assert _wait_for(lambda: timed.is_set(), 2) and isinstance(timed.cause, QueryTimedOut)
+    wait_for(left.is_set, 2, "the query whose client left to stop")
+    wait_for(timed.is_set, 2, "the query past its deadline to stop")
+    assert isinstance(left.cause, QueryCancelled) and isinstance(timed.cause, QueryTimedOut)
     assert "runtime.query.timeout" in str(timed.cause)
     shown = running.snapshot()
     assert [q["sql"] for q in shown] == ["SELECT 1", "SELECT 2"] and all(
@@ -369,12 +370,3 @@ def test_a_detached_call_context_is_never_touched_again() -> None:
     context.cancelled = True  # the call ended; its context would be freed memory
     time.sleep(0.3)
     assert not flag.is_set() and len(running) == 1
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True

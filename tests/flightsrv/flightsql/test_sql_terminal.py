@@ -9,10 +9,10 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.flightsrv.flightsql.engines import Env
+from tests.harness import wait_for
 
 UP = b"\x1b[A"
 CTRL_C = b"\x03"
@@ -61,15 +61,6 @@ class Terminal:
             os.waitpid(self.pid, 0)
 
 
-def _wait(condition: Callable[[], bool], seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_up_arrow_recalls_history_and_ctrl_c_keeps_the_prompt(env: Env, tmp_path: Path) -> None:
     environ = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm"}
     term = Terminal([sys.executable, "-m", "flightsrv", "sql", "--uri", env.uri], environ)
@@ -94,10 +85,10 @@ def test_up_arrow_recalls_history_and_ctrl_c_keeps_the_prompt(env: Env, tmp_path
 
         term.wait_for(b"sql> ", count=5)
         term.type(b"SELECT count(*) FROM range(100000000) a, range(100000000) b;\r")
-        assert _wait(lambda: len(env.server.running_queries) == 1)
+        wait_for(lambda: len(env.server.running_queries) == 1, 10, "the query to run")
         term.type(CTRL_C)  # cancels the query, in the engine too, and keeps the prompt
         term.wait_for(b"cancelled")
-        assert _wait(lambda: len(env.server.running_queries) == 0)
+        wait_for(lambda: not env.server.running_queries, 10, "the server to stop the query")
         term.wait_for(b"sql> ", count=6)
         term.type(b"SELECT 7")
         term.wait_for(b"SELECT 7")  # echoed by readline: a Ctrl-C now would not flush it unread
