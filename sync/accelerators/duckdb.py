@@ -156,10 +156,19 @@ class DuckDBQuery:
     :meth:`interrupt` can stop nothing but this statement.
     """
 
-    reader: pa.RecordBatchReader
-
     def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
         self.cursor = cursor
+        # Set once the statement runs; the query exists before, so that a stop can reach it.
+        self._reader: pa.RecordBatchReader | None = None
+
+    @property
+    def reader(self) -> pa.RecordBatchReader:
+        assert self._reader is not None, "the statement has not started"
+        return self._reader
+
+    @reader.setter
+    def reader(self, reader: pa.RecordBatchReader) -> None:
+        self._reader = reader
 
     def interrupt(self) -> None:
         try:
@@ -168,9 +177,8 @@ class DuckDBQuery:
             pass  # closed already: nothing runs any more
 
     def close(self) -> None:
-        reader = getattr(self, "reader", None)
-        if reader is not None:
-            reader.close()
+        if self._reader is not None:
+            self._reader.close()
         self.cursor.close()
 
 
