@@ -39,9 +39,15 @@ class Runtime:
     on Flight calls and on HTTP endpoints but ``/health`` and ``/v1/ready``; ``compression``
     (``none``, ``zstd``, ``lz4``) compresses result messages.
 
+    The datasets and their shared engines are a :class:`~sync.fleet.DatasetFleet`
+    (:attr:`fleet`); the Flight SQL server reads them through a :class:`DatasetCatalog`.
+
     Raises:
         ListenerError: a listening address is busy or not bindable (checked before any
             dataset's engine is opened).
+        SnapshotRestoreError: a snapshot could not be restored (``on_failure: retry``).
+        Exception: anything else failing half-way (an engine that cannot be opened, a server
+            that cannot bind); what was opened before is closed again first.
     """
 
     def __init__(
