@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e} (snapshots.bootstrap_on_failure_behavior: retry)", file=sys.stderr)
         return 1
     with StopSignals() as signals:
-        progress = attach_progress(runtime.datasets, args.log_format)
+        progress = attach_progress(runtime.fleet.datasets, args.log_format)
         runtime.start()
         log = logging.getLogger("flightsrv")
         log.info(

@@ -175,7 +175,9 @@ class RouteServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        """Stop serving and release the port; also for a server never started."""
+        if self._thread.ident is not None:  # shutdown() waits for serve_forever to end
+            self._server.shutdown()
         self._server.server_close()
 
 

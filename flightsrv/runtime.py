@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import pyarrow.flight as flight
 
 from flightsrv.auth import ApiKeyMiddlewareFactory, ApiKeys, HandshakeHandler
-from flightsrv.catalog_impl import DatasetCatalog
 from flightsrv.config import RuntimeConfig
+from flightsrv.dataset_catalog import DatasetCatalog
 from flightsrv.flightsql import FlightSqlServer
 from flightsrv.http import HttpServer
 from flightsrv.listeners import ListenerError, check_bindable
 from flightsrv.metrics import MetricsServer, QueryMetricsMiddleware, RuntimeMetrics
-from sync.accelerators.base import Accelerator, open_accelerator
-from sync.pipeline import DatasetSync
-from sync.settings import AccelerationSettings
-from sync.snapshots import Snapshotter, SupportsSnapshot, open_store, restore_newest
+from sync.fleet import DatasetFleet
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +39,15 @@ class Runtime:
     on Flight calls and on HTTP endpoints but ``/health`` and ``/v1/ready``; ``compression``
     (``none``, ``zstd``, ``lz4``) compresses result messages.
 
+    The datasets and their shared engines are a :class:`~sync.fleet.DatasetFleet`
+    (:attr:`fleet`); the Flight SQL server reads them through a :class:`DatasetCatalog`.
+
     Raises:
         ListenerError: a listening address is busy or not bindable (checked before any
             dataset's engine is opened).
+        SnapshotRestoreError: a snapshot could not be restored (``on_failure: retry``).
+        Exception: anything else failing half-way (an engine that cannot be opened, a server
+            that cannot bind); what was opened before is closed again first.
     """
 
     def __init__(
@@ -63,62 +67,51 @@ class Runtime:
                 log.error("metrics listener not started: %s", e)
                 metrics_address = None
         self._endpoints = endpoints
-        self._accelerators: dict[str, Accelerator] = {}
-        self._snapshotters: dict[str, Snapshotter] = {}
-        store = open_store(config.snapshots) if config.snapshots else None
-        self.datasets: list[DatasetSync] = []
-        for settings in config.datasets:
-            # Datasets with one location (engine + file, or engine in memory) share a
-            # database, so queries can join them.
-            location = settings.acceleration.location
-            if location not in self._accelerators:
-                file = settings.acceleration.file
-                if store and config.snapshots and file and settings.snapshots.bootstraps:
-                    if not file.exists():
-                        restore_newest(store, file, config.snapshots.on_failure)
-                self._accelerators[location] = open_accelerator(settings.acceleration)
-            accelerator = self._accelerators[location]
-            snapshotter = None
-            if store and settings.snapshots.creates and isinstance(accelerator, SupportsSnapshot):
-                assert settings.acceleration.file is not None
-                snapshotter = self._snapshotters.setdefault(
-                    location, Snapshotter(accelerator, settings.acceleration.file, store)
-                )
-            self.datasets.append(DatasetSync(settings, accelerator, snapshotter))
-        self._scratch = open_accelerator(AccelerationSettings("duckdb", "memory"))
-        self.catalog = DatasetCatalog(self.datasets, self._scratch)
-        host, port = endpoints.flight
-        self.metrics = RuntimeMetrics(self.datasets, config.metrics, config.otel)
-        keys = ApiKeys(config.api_keys) if config.api_keys else None
-        middleware: dict[str, flight.ServerMiddlewareFactory] = {
-            "metrics": QueryMetricsMiddleware(self.metrics.queries)
-        }
-        security: dict[str, object] = {}
-        if keys is not None:
-            middleware["auth"] = ApiKeyMiddlewareFactory(keys)
-            security["auth_handler"] = HandshakeHandler()
-        if config.tls is not None:
-            security["tls_certificates"] = [config.tls.load()]
-        self.flight_scheme = "grpc+tls" if config.tls is not None else "grpc"
-        self.flight = FlightSqlServer(
-            f"{self.flight_scheme}://{host}:{port}",
-            self.catalog,
-            compression=compression,
-            limits=config.query,
-            middleware=middleware,
-            **security,
-        )
-        self.metrics_server = (
-            None if metrics_address is None else MetricsServer(*metrics_address, self.metrics, keys)
-        )
-        self.http = HttpServer(*endpoints.http, self.datasets, about=self._about, api_keys=keys)
+        # Whatever is opened is closed again if a later step fails (an engine that cannot be
+        # opened, a listener that cannot bind): no file, port or thread outlives the error.
+        with ExitStack() as opened:
+            self.fleet = opened.enter_context(DatasetFleet(config.datasets, config.snapshots))
+            self.catalog = opened.enter_context(DatasetCatalog(self.fleet.datasets))
+            self.metrics = RuntimeMetrics(self.fleet.datasets, config.metrics, config.otel)
+            opened.callback(self.metrics.shutdown)
+            keys = ApiKeys(config.api_keys) if config.api_keys else None
+            middleware: dict[str, flight.ServerMiddlewareFactory] = {
+                "metrics": QueryMetricsMiddleware(self.metrics.queries)
+            }
+            security: dict[str, object] = {}
+            if keys is not None:
+                middleware["auth"] = ApiKeyMiddlewareFactory(keys)
+                security["auth_handler"] = HandshakeHandler()
+            if config.tls is not None:
+                security["tls_certificates"] = [config.tls.load()]
+            self.flight_scheme = "grpc+tls" if config.tls is not None else "grpc"
+            host, port = endpoints.flight
+            self.flight = FlightSqlServer(
+                f"{self.flight_scheme}://{host}:{port}",
+                self.catalog,
+                compression=compression,
+                limits=config.query,
+                middleware=middleware,
+                **security,
+            )
+            opened.callback(self.flight.shutdown)
+            self.metrics_server = (
+                None
+                if metrics_address is None
+                else MetricsServer(*metrics_address, self.metrics, keys)
+            )
+            if self.metrics_server is not None:
+                opened.callback(self.metrics_server.stop)
+            self.http = HttpServer(
+                *endpoints.http, self.fleet.datasets, about=self._about, api_keys=keys
+            )
+            opened.pop_all()  # all opened: from here on, stop() closes them
         # Flight SQL answers from construction on. Its ``serve()`` is not called: it would take
         # SIGINT and SIGTERM over and wait for every call in flight before the process saw
         # them, which a query computing for hours holds forever (see flightsrv.signals).
 
     def start(self) -> None:
-        for dataset in self.datasets:
-            dataset.start()
+        self.fleet.start()
         self.http.start()
         if self.metrics_server is not None:
             self.metrics_server.start()
@@ -144,10 +137,7 @@ class Runtime:
         self.http.stop()
         if self.metrics_server is not None:
             self.metrics_server.stop()
-        for dataset in self.datasets:
-            dataset.stop()
-        for snapshotter in self._snapshotters.values():
-            snapshotter.wait()
+        self.fleet.stop()
         self.metrics.shutdown()
-        for accelerator in [*self._accelerators.values(), self._scratch]:
-            accelerator.close()
+        self.fleet.close()
+        self.catalog.close()

@@ -1,9 +1,10 @@
 """Arrow Flight SQL serving of the mirrored tables (read-only, DuckDB SQL dialect).
 
-Modules: ``server`` (the Flight server), ``queries`` (planning and running statements),
-``sqlcheck`` (read-only check, table names, transpiling), ``statements`` (stateless handles
-and tickets), ``metadata`` (catalog metadata results), ``results`` (batch sizing and schema
-conformance), ``errors`` (gRPC status mapping).
+Modules: ``catalog`` (the interface to the served datasets the server needs), ``server`` (the
+Flight server), ``queries`` (planning and running statements), ``sqlcheck`` (read-only check,
+table names, transpiling), ``statements`` (stateless handles and tickets), ``metadata``
+(catalog metadata results), ``results`` (batch sizing and schema conformance), ``errors``
+(gRPC status mapping).
 """
 
 from __future__ import annotations

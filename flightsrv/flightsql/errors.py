@@ -25,7 +25,7 @@ import logging
 
 import pyarrow.flight as flight
 
-from flightsrv.catalog import CrossEngineQuery, DatasetNotReady, TableNotFound
+from flightsrv.flightsql.catalog import CrossEngineQuery, DatasetNotReady, TableNotFound
 from flightsrv.flightsql.results import SchemaChanged
 from flightsrv.flightsql.running import QueryCancelled, QueryTimedOut, ServerStopping
 from flightsrv.flightsql.sqlcheck import ReadOnlyViolation, SqlSyntaxError, StatementTooLarge

@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import pyarrow as pa
 
-from flightsrv.catalog import TableInfo
+from flightsrv.flightsql.catalog import TableInfo
 from flightsrv.proto import FlightSql_pb2 as pb
 
 TABLE_TYPE = "TABLE"

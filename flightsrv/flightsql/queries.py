@@ -9,9 +9,9 @@ from functools import cached_property
 
 import pyarrow as pa
 
-from flightsrv.catalog import Catalog, TableInfo
 from flightsrv.config import QueryLimits
 from flightsrv.flightsql import sqlcheck
+from flightsrv.flightsql.catalog import Catalog, TableInfo
 from flightsrv.flightsql.errors import BadRequest
 from flightsrv.flightsql.lru import Lru
 from flightsrv.flightsql.metadata import Namespace

@@ -29,9 +29,9 @@ import pyarrow.flight as flight
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
-from flightsrv.catalog import Catalog
 from flightsrv.config import QueryLimits
 from flightsrv.flightsql import metadata, sessions
+from flightsrv.flightsql.catalog import Catalog
 from flightsrv.flightsql.errors import BadRequest, Unsupported, client_error
 from flightsrv.flightsql.metadata import Namespace
 from flightsrv.flightsql.queries import Direct, Plan, QueryRunner
@@ -75,7 +75,7 @@ _READ_ONLY = "read-only server: {} is refused; only queries are served"
 
 
 class FlightSqlServer(flight.FlightServerBase):
-    """Flight SQL over a :class:`~flightsrv.catalog.Catalog`.
+    """Flight SQL over a :class:`~flightsrv.flightsql.catalog.Catalog`.
 
     The gRPC server listens from construction on; :meth:`serve` blocks until
     :meth:`shutdown` (typically ``serve`` runs in a thread). ``location`` ``None`` means

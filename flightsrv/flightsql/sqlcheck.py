@@ -37,9 +37,9 @@ from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.scope import traverse_scope
 from sqlglot.tokens import Token, TokenType
 
-from flightsrv.catalog import TableInfo
 from flightsrv.config import QueryLimits
 from flightsrv.flightsql import functions
+from flightsrv.flightsql.catalog import TableInfo
 from flightsrv.flightsql.lru import Lru
 from sync.accelerators import dialect_spec
 

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from flightsrv.catalog import CrossEngineQuery, DatasetNotReady, TableInfo, TableNotFound
 from flightsrv.flightsql import FlightSqlServer
+from flightsrv.flightsql.catalog import CrossEngineQuery, DatasetNotReady, TableInfo, TableNotFound
 from sync.accelerators.duckdb import DuckDBAccelerator
 from sync.accelerators.query import QueryHandle, StopSignal
 from sync.accelerators.sqlite import SQLiteQueryHandle

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pyarrow as pa
 import pytest
 
-from flightsrv.catalog import TableInfo
 from flightsrv.flightsql import metadata, results, sqlcheck
+from flightsrv.flightsql.catalog import TableInfo
 from flightsrv.flightsql.lru import Lru
 from flightsrv.flightsql.running import (
     QueryCancelled,

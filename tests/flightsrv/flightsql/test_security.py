@@ -18,9 +18,9 @@ import pyarrow.flight as flight
 import pytest
 from adbc_driver_manager import AdbcStatusCode
 
-from flightsrv.catalog import TableInfo
 from flightsrv.config import QueryLimits
 from flightsrv.flightsql import FlightSqlServer
+from flightsrv.flightsql.catalog import TableInfo
 from sync.accelerators.base import Accelerator, open_accelerator
 from sync.accelerators.duckdb import DuckDBAccelerator
 from sync.accelerators.sqlite import SQLiteQueryHandle

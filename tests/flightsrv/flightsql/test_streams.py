@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from flightsrv.catalog import TableInfo
 from flightsrv.flightsql import FlightSqlServer
+from flightsrv.flightsql.catalog import TableInfo
 from flightsrv.flightsql.metadata import Namespace
 from flightsrv.flightsql.queries import Direct, QueryRunner
 from flightsrv.flightsql.running import StopFlag

@@ -1,4 +1,8 @@
-"""What the Flight SQL server needs to know about the datasets it serves."""
+"""What the Flight SQL server needs to know about the datasets it serves: the interface.
+
+:class:`flightsrv.dataset_catalog.DatasetCatalog` implements it over running dataset syncs;
+tests implement it over plain engines.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ class CrossEngineQuery(Exception):
 
 
 class Catalog(Protocol):
-    """The served datasets. Implemented by the runtime over its running dataset syncs."""
+    """The served datasets, as the Flight SQL server sees them."""
 
     def tables(self) -> Sequence[TableInfo]:
         """Every served table, Ready or not, with its current schema."""

@@ -1,24 +1,36 @@
-"""The served catalog: the runtime's datasets, resolved to their accelerators' query handles."""
+"""The served catalog: running dataset syncs, resolved to their accelerators' query handles."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from types import TracebackType
 
-from flightsrv.catalog import CrossEngineQuery, DatasetNotReady, TableInfo, TableNotFound
-from sync.accelerators.base import Accelerator
+from flightsrv.flightsql.catalog import (
+    CrossEngineQuery,
+    DatasetNotReady,
+    TableInfo,
+    TableNotFound,
+)
+from sync.accelerators.base import Accelerator, open_accelerator
 from sync.accelerators.query import QueryHandle
 from sync.pipeline import DatasetNotQueryable, DatasetSync
+from sync.settings import AccelerationSettings
+
+# Table-less queries (``SELECT 1``) run here, never in a mirror's database.
+SCRATCH = AccelerationSettings("duckdb", "memory")
 
 
 class DatasetCatalog:
-    """Implements :class:`flightsrv.catalog.Catalog` over running :class:`DatasetSync`\\ s.
+    """Implements :class:`flightsrv.flightsql.catalog.Catalog` over :class:`DatasetSync`\\ s.
 
-    ``scratch`` answers table-less queries (``SELECT 1``) without touching any mirror.
+    The datasets' accelerators belong to whoever opened them (a :class:`sync.fleet.DatasetFleet`);
+    the catalog owns only the in-memory scratch database that answers table-less queries, released
+    by :meth:`close`.
     """
 
-    def __init__(self, datasets: Sequence[DatasetSync], scratch: Accelerator) -> None:
+    def __init__(self, datasets: Sequence[DatasetSync]) -> None:
         self._datasets = {d.settings.name.lower(): d for d in datasets}
-        self._scratch = scratch
+        self._scratch: Accelerator = open_accelerator(SCRATCH)
 
     def tables(self) -> Sequence[TableInfo]:
         tables = []
@@ -61,3 +73,15 @@ class DatasetCatalog:
                 "put them in the same engine and file to join them"
             )
         return datasets[0].accelerator.query_handle()
+
+    def close(self) -> None:
+        """Release the scratch database; idempotent."""
+        self._scratch.close()
+
+    def __enter__(self) -> DatasetCatalog:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
