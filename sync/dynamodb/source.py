@@ -39,7 +39,7 @@ class DynamoDBSource:
         self.settings = settings
         self.types = TypeOptions.for_dataset(settings, type_support)
         self._clients: DynamoDBClients | None = None
-        self._shards_active = 0
+        self.shards_active = 0  # open shards being read, as of the last round
         self._errors_transient = 0
         source = settings.source
         self.request_bound = RetryBound(
@@ -94,7 +94,7 @@ class DynamoDBSource:
         return StreamChanges(self, table, stop)
 
     def health(self) -> SourceHealth:
-        return SourceHealth(self._shards_active, self._errors_transient)
+        return SourceHealth(self.shards_active, self._errors_transient)
 
     def count_transient(self, error: SyncError) -> None:
         self._errors_transient += 1
@@ -149,7 +149,7 @@ class StreamChanges:
         next_table_check = time.monotonic() + self._refresh_s
         with closing(self._reader.rounds()) as polls:
             for poll in polls:
-                self._source._shards_active = poll.active_shards
+                self._source.shards_active = poll.active_shards
                 rows, spec, newest = stream_rows(spec, poll.pages, types)
                 if poll.caught_up:
                     # Nothing left to read: the mirror is current as of this round's start.
@@ -158,11 +158,11 @@ class StreamChanges:
                     watermark = newest
                 when = datetime.fromtimestamp(watermark, UTC) if watermark else None
                 yield ChangeRound(
-                    ChangeBatch(rows, poll.checkpoint(when), poll.records),
-                    spec,
-                    watermark,
-                    poll.caught_up,
-                    bool(poll.pages or poll.drained_shards or poll.topology_changed),
+                    batch=ChangeBatch(rows, poll.checkpoint(when), poll.records),
+                    spec=spec,
+                    watermark=watermark,
+                    caught_up=poll.caught_up,
+                    advances=bool(poll.pages or poll.drained_shards or poll.topology_changed),
                 )
                 if time.monotonic() >= next_table_check:
                     next_table_check = time.monotonic() + self._refresh_s
