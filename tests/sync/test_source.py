@@ -350,9 +350,9 @@ def test_dataset_sync_mirrors_a_source_that_is_not_dynamodb(
     again = start_list(restarted, tmp_path, running)
     wait_for(lambda: again.status().state is State.READY, what="Ready after restart")
     wait_for(lambda: mirror(again) == {"a": 10, "c": 6, "d": 5, "e": 7}, what="the new change")
+    wait_for(lambda: again.status().records_consumed == 1, what="the one new record counted")
     assert restarted.loads == 0 and again.status().bootstraps == 0
     assert [c.shards[0].sequence_number for c in restarted.resumed_from] == ["2"]
-    assert again.status().records_consumed == 1
 
 
 def test_a_source_error_puts_the_dataset_in_error_with_its_message(
