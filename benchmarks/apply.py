@@ -27,10 +27,11 @@ from benchmarks.common import (
 )
 from benchmarks.replay import STREAM_ARN, ReplayScan, ReplayStreams
 from sync.accelerators.base import Accelerator, open_accelerator
-from sync.bootstrap import load_scan
+from sync.bootstrap import apply_load
 from sync.changes import ChangeBatch
 from sync.dynamodb.client import DynamoDBClients
 from sync.dynamodb.convert import TypeOptions
+from sync.dynamodb.load import scan_batches
 from sync.dynamodb.rawparse import parse_get_records, parse_scan
 from sync.dynamodb.records import stream_rows
 from sync.dynamodb.scan import auto_segments, scan_table
@@ -53,13 +54,15 @@ def settings(engine: str, postgres: str | None) -> AccelerationSettings:
 
 def load_pages(acc: Accelerator, scan: ReplayScan, table: str = "orders") -> TableSpec:
     """The bootstrap of ``DatasetSync``: the product's parallel Scan (its segment threads
-    parse the bodies) loaded by :func:`sync.bootstrap.load_scan`. Returns the final spec."""
+    parse the bodies) batched by :func:`sync.dynamodb.load.scan_batches` and applied by
+    :func:`sync.bootstrap.apply_load`. Returns the final spec."""
     spec = replace(KEY_SPEC, name=table)
     acc.create_table(spec)
     clients = DynamoDBClients(scan, None)
     segments = auto_segments(scan.pages * SCAN_PAGE_ITEMS)
     pages = scan_table(clients, table, segments, threading.Event(), _no_transient)
-    spec, _ = load_scan(acc, table, spec, pages, TypeOptions(acc.type_support), INFER_MAX)
+    batches = scan_batches(pages, spec, TypeOptions(acc.type_support), INFER_MAX)
+    spec, _ = apply_load(acc, table, spec, batches)
     return spec
 
 

@@ -23,9 +23,10 @@ from benchmarks.bodies import get_records_bodies, scan_bodies
 from benchmarks.common import Config, Section, table
 from benchmarks.replay import ReplayScan
 from sync.accelerators.base import open_accelerator
-from sync.bootstrap import load_scan
+from sync.bootstrap import apply_load
 from sync.changes import ChangeBatch, Checkpoint, ShardPosition
 from sync.dynamodb.convert import TypeOptions
+from sync.dynamodb.load import scan_batches
 from sync.dynamodb.rawparse import parse_get_records, parse_scan
 from sync.dynamodb.records import stream_rows
 from sync.dynamodb.stream import GET_RECORDS_LIMIT, MAX_ROUND_RECORDS
@@ -77,14 +78,16 @@ def serial_changes(
 
 
 def serial_bootstrap(acc_settings: AccelerationSettings, bodies: list[bytes]) -> Trial:
-    """Bootstrap in one thread: each Scan body parsed, then loaded by ``load_scan``."""
+    """Bootstrap in one thread: each Scan body parsed, batched by ``scan_batches`` and
+    applied by ``apply_load``."""
     acc = open_accelerator(acc_settings)
 
     def run() -> int:
         acc.create_table(KEY_SPEC)
         pages = (parse_scan(body).items for body in bodies)
         types = TypeOptions(acc.type_support)
-        _, items = load_scan(acc, "orders", KEY_SPEC, pages, types, INFER_MAX)
+        batches = scan_batches(pages, KEY_SPEC, types, INFER_MAX)
+        _, items = apply_load(acc, "orders", KEY_SPEC, batches)
         return items
 
     return run, acc.close

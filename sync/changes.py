@@ -1,4 +1,5 @@
-"""``ChangeBatch``: the one currency between the DynamoDB source and the accelerators."""
+"""``ChangeBatch``: the one currency between a source (:mod:`sync.source`) and the
+accelerators."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""``DatasetSync``: one dataset's life — bootstrap (or resume), then tail the stream.
+"""``DatasetSync``: one dataset's life — bootstrap (or resume), then tail the changes.
 
 Runs on its own thread. Readiness is computed here: bootstrap done, the changes made during
-the scan applied, and lag below ``ready_lag``.
+the load applied, and lag below ``ready_lag``. What is read, and how, is the ``Source``'s
+(:mod:`sync.source`); this module commits what it hands over.
 """
 
 from __future__ import annotations
@@ -10,24 +11,19 @@ import logging
 import threading
 import time
 from collections import deque
-from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from sync.accelerators.base import Accelerator
-from sync.bootstrap import load_scan
+from sync.bootstrap import apply_load
 from sync.changes import ChangeBatch, Checkpoint
-from sync.dynamodb.client import DynamoDBClients, make_clients
-from sync.dynamodb.convert import TypeOptions
-from sync.dynamodb.records import stream_rows
-from sync.dynamodb.scan import auto_segments, scan_table
-from sync.dynamodb.stream import StreamReader
-from sync.dynamodb.table import TableDescription, describe_table
 from sync.errors import RetentionExceeded, SyncError
-from sync.retry import Backoff, RetryBound, Stopped, retrying
+from sync.retry import Backoff, Stopped, retrying
 from sync.schema import TableSpec
 from sync.settings import DatasetSettings
 from sync.snapshots import Snapshotter
+from sync.source import ChangeStream, Source, SourceTable
+from sync.sources import open_source
 from sync.status import QUERYABLE, SCANNING, BootstrapProgress, DatasetStatus, State
 
 log = logging.getLogger(__name__)
@@ -43,17 +39,24 @@ class DatasetNotQueryable(Exception):
 
 
 class DatasetSync:
-    """Keeps one accelerator table equal to one DynamoDB table."""
+    """Keeps one accelerator table equal to one source table.
+
+    ``source`` defaults to the DynamoDB table of ``settings`` (see :func:`sync.sources.
+    open_source`).
+    """
 
     def __init__(
         self,
         settings: DatasetSettings,
         accelerator: Accelerator,
         snapshotter: Snapshotter | None = None,
+        source: Source | None = None,
     ) -> None:
         self.settings = settings
         self.accelerator = accelerator
-        self._types = TypeOptions.for_dataset(settings, accelerator.type_support)
+        self.source = (
+            source if source is not None else open_source(settings, accelerator.type_support)
+        )
         self._snapshotter = snapshotter if settings.snapshots.creates else None
         self._batches_since_snapshot = 0
         self._last_snapshot_started = time.time()
@@ -69,20 +72,12 @@ class DatasetSync:
         self._error: str | None = None
         self._spec: TableSpec | None = None  # read from the engine when the sync starts
         self._watermark: float | None = None  # epoch seconds the mirror is current up to
-        self._shards_active = 0
         self._records_consumed = 0
-        self._errors_transient = 0
+        self._errors_transient = 0  # the engine's; the source counts its own
         self._reinitializations = 0
         self._bootstraps = 0
         self._last_checkpoint_at: float | None = None
         self._bootstrap: BootstrapProgress | None = None
-        self._clients: DynamoDBClients | None = None
-        source = settings.source
-        self._request_bound = RetryBound(
-            source.max_retries,
-            source.max_retry_s,
-            "raise dynamodb_max_retries or dynamodb_max_retry_duration to keep retrying longer",
-        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -156,20 +151,10 @@ class DatasetSync:
         )
 
     def _run_once(self) -> None:
-        if self._clients is None:
-            self._clients = make_clients(self.settings.source)
         if self._spec is None:
             self._spec = self.accelerator.table_spec(self.settings.name)
-        table = describe_table(self._clients, self.settings.source.table)
-        stream_arn = table.require_stream()
-        reader = StreamReader(
-            self._clients,
-            stream_arn,
-            self._stop,
-            self._count_transient,
-            self.settings.topology_refresh.total_seconds(),
-            bound=self._request_bound,
-        )
+        table = self.source.describe()
+        changes = self.source.changes(table, self._stop)
         try:
             checkpoint = self.accelerator.load_checkpoint(self.settings.name)
             if self._refresh.is_set():
@@ -179,7 +164,7 @@ class DatasetSync:
             if checkpoint is not None and self._spec is not None and reason is None:
                 log.info("dataset %s: resuming from its checkpoint", self.settings.name)
                 self._check_checkpoint_age(checkpoint)
-                reader.resume(checkpoint)
+                changes.resume(checkpoint)
                 self._set_state(State.CATCHING_UP)
             else:
                 # A refresh always swaps atomically; a retention re-bootstrap as configured.
@@ -190,35 +175,32 @@ class DatasetSync:
                         and self.settings.retention_behavior == "ready_before_load"
                     )
                 )
-                self._bootstrap_table(table, reader, serve_old)
+                self._bootstrap_table(table, changes, serve_old)
                 self._rebootstrap = None
-            self._tail(reader, table)
+            self._tail(changes)
         finally:
-            reader.close()
+            changes.close()
 
     # -- bootstrap ---------------------------------------------------------------------------
 
-    def _bootstrap_table(
-        self, table: TableDescription, reader: StreamReader, serve_old: bool
-    ) -> None:
-        """Scan the table into a staging table, then swap it in with the stream position.
+    def _bootstrap_table(self, table: SourceTable, changes: ChangeStream, serve_old: bool) -> None:
+        """Load the table into a staging table, then swap it in with the change log's position.
 
         With ``serve_old`` (ready_before_load) the current table keeps serving queries until
         the swap; otherwise the dataset is not queryable while it loads.
         """
         name = self.settings.name
         staging_name = f"{name}{STAGING_SUFFIX}"
-        # Capture the stream position first: every change made during the scan is replayed.
+        # Capture the change log's position first: every change made during the load is
+        # replayed.
         started = time.time()
-        reader.start_at_latest()
+        captured = changes.capture(datetime.fromtimestamp(started, UTC))
         self._bootstraps += 1
-        segments = self.settings.scan_segments or auto_segments(table.item_count)
         log.info(
-            "dataset %s: bootstrapping from table %s (about %d items, %d segments)",
+            "dataset %s: bootstrapping from table %s (about %d items)",
             name,
             table.name,
             table.item_count,
-            segments,
         )
         self._bootstrap = BootstrapProgress(0, table.item_count, 0.0, started)
         self._set_state(State.REBOOTSTRAPPING if serve_old else State.BOOTSTRAPPING)
@@ -236,34 +218,15 @@ class DatasetSync:
                 last_log = now
                 self._log_progress()
 
-        # A page answered within a quarter of the read timeout may grow.
-        fast_page_s = self.settings.source.read_timeout_s / 4
-        pages = scan_table(
-            self._clients,
-            table.name,
-            segments,
-            self._stop,
-            self._count_transient,
-            fast_page_s,
-            self._request_bound,
-        )
-        spec, items = load_scan(
-            self.accelerator,
-            name,
-            spec,
-            pages,
-            self._types,
-            self.settings.schema_infer_max_records,
-            progress,
-        )
+        load = self.source.load(table, spec, self._stop)
+        spec, items = apply_load(self.accelerator, name, spec, load, progress)
         elapsed = time.time() - started
         if elapsed > self.settings.shard_retention.total_seconds():
             raise RetentionExceeded(
                 f"the bootstrap scan took {elapsed:.0f} s, longer than the stream's retention"
             )
-        # Bootstrap complete: swap the table in with the position captured before the scan.
-        captured = datetime.fromtimestamp(started, UTC)
-        self.accelerator.swap_in(name, spec, name, reader.checkpoint(captured))
+        # Bootstrap complete: swap the table in with the position captured before the load.
+        self.accelerator.swap_in(name, spec, name, captured)
         self._spec = replace(spec, name=name)
         self._last_checkpoint_at = time.time()
         self._snapshot(force=True)
@@ -295,49 +258,30 @@ class DatasetSync:
 
     # -- streaming ---------------------------------------------------------------------------
 
-    def _tail(self, reader: StreamReader, table: TableDescription) -> None:
+    def _tail(self, changes: ChangeStream) -> None:
         assert self._spec is not None
         interval = self.settings.scan_interval.total_seconds()
-        refresh = self.settings.topology_refresh.total_seconds()
-        # An idle stream still moves its checkpoint's watermark forward, well within retention.
+        # An idle log still moves its checkpoint's watermark forward, well within retention.
         keepalive = min(CHECKPOINT_KEEPALIVE_S, self.settings.shard_retention.total_seconds() / 4)
-        next_table_check = time.monotonic() + refresh
-        with closing(reader.rounds()) as rounds:
-            for poll in rounds:
-                self._shards_active = poll.active_shards
-                rows, spec, newest = stream_rows(self._spec, poll.pages, self._types)
-                if poll.caught_up:
-                    # Nothing left to read: the mirror is current as of this round's start.
-                    watermark = poll.started
-                else:
-                    watermark = newest if newest is not None else self._watermark
-                stale = time.time() - (self._last_checkpoint_at or 0) >= keepalive
-                if (
-                    poll.pages
-                    or poll.drained_shards
-                    or poll.topology_changed
-                    or (poll.caught_up and stale)
-                ):
-                    when = datetime.fromtimestamp(watermark, UTC) if watermark else None
-                    self._commit(spec, ChangeBatch(rows, poll.checkpoint(when), poll.records))
-                    self._spec = spec
-                    self._records_consumed += poll.records
-                    self._batches_since_snapshot += 1 if poll.records else 0
-                self._watermark = watermark
-                self._snapshot()
-                self._update_readiness()
-                if time.monotonic() >= next_table_check:
-                    next_table_check = time.monotonic() + refresh
-                    self._check_stream_unchanged(table)
-                if self._refresh.is_set():
-                    raise _RefreshRequested
-                # Idle: wait. Empty pages before the tip is confirmed are re-polled sooner.
-                if poll.records == 0 and self._stop.wait(
-                    interval if poll.caught_up else min(interval, UNCONFIRMED_POLL_S)
-                ):
-                    return
-                if self._stop.is_set():
-                    return
+        for round_ in changes.rounds(self._spec, self._watermark):
+            stale = time.time() - (self._last_checkpoint_at or 0) >= keepalive
+            if round_.advances or (round_.caught_up and stale):
+                self._commit(round_.spec, round_.batch)
+                self._spec = round_.spec
+                self._records_consumed += round_.records
+                self._batches_since_snapshot += 1 if round_.records else 0
+            self._watermark = round_.watermark
+            self._snapshot()
+            self._update_readiness()
+            if self._refresh.is_set():
+                raise _RefreshRequested
+            # Idle: wait. Empty rounds before the tip is confirmed are re-polled sooner.
+            if round_.records == 0 and self._stop.wait(
+                interval if round_.caught_up else min(interval, UNCONFIRMED_POLL_S)
+            ):
+                return
+            if self._stop.is_set():
+                return
 
     def _snapshot(self, force: bool = False) -> None:
         """Snapshot the accelerator file when the trigger says so (and after a bootstrap)."""
@@ -367,16 +311,6 @@ class DatasetSync:
             raise RetentionExceeded(
                 f"the checkpoint is {age:.0f} s old, older than the stream's retention "
                 f"({retention:.0f} s): changes made since may have been trimmed"
-            )
-
-    def _check_stream_unchanged(self, table: TableDescription) -> None:
-        """A stream disabled and re-enabled gets a new ARN: the old position is meaningless."""
-        assert self._clients is not None
-        current = describe_table(self._clients, table.name).require_stream()
-        if current != table.stream_arn:
-            raise RetentionExceeded(
-                f"the table's stream changed from {table.stream_arn} to {current} "
-                "(disabled and re-enabled)"
             )
 
     def _commit(self, spec: TableSpec, batch: ChangeBatch) -> None:
@@ -438,6 +372,7 @@ class DatasetSync:
     def status(self) -> DatasetStatus:
         with self._lock:
             state, since, error, bootstrap = self._state, self._since, self._error, self._bootstrap
+        health = self.source.health()
         acc = self.settings.acceleration
         return DatasetStatus(
             name=self.settings.name,
@@ -448,9 +383,9 @@ class DatasetSync:
             since=since,
             error=error,
             lag_ms=self.lag_ms(),
-            shards_active=self._shards_active,
+            shards_active=health.shards_active,
             records_consumed=self._records_consumed,
-            errors_transient=self._errors_transient,
+            errors_transient=self._errors_transient + health.errors_transient,
             reinitializations=self._reinitializations,
             bootstraps=self._bootstraps,
             last_checkpoint_at=self._last_checkpoint_at,

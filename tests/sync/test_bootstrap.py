@@ -1,4 +1,5 @@
-"""``load_scan``: Scan pages batched into few INSERTs, the spec growing between batches."""
+"""A Scan as the initial load: pages batched into few INSERTs (``scan_batches``), the spec
+growing between batches, applied by ``apply_load``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from sync import bootstrap
 from sync.accelerators.base import open_accelerator
-from sync.bootstrap import load_scan
+from sync.bootstrap import apply_load
+from sync.dynamodb import load
 from sync.dynamodb.convert import TypeOptions
+from sync.dynamodb.load import scan_batches
 from sync.dynamodb.rawparse import parse_scan
 from sync.schema import Column, ColumnType, TableSpec
 from sync.settings import AccelerationSettings
@@ -36,7 +38,7 @@ PAGES = [
 def test_pages_load_in_batches_and_grow_the_spec(
     engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bootstrap, "BATCH_ITEMS", 100)
+    monkeypatch.setattr(load, "BATCH_ITEMS", 100)
     progress: list[tuple[int, int]] = []
     with open_accelerator(AccelerationSettings(engine, "memory")) as acc:  # type: ignore[arg-type]
         acc.create_table(SPEC)
@@ -46,7 +48,7 @@ def test_pages_load_in_batches_and_grow_the_spec(
         def read(items: int) -> None:
             progress.append((items, acc.row_count("t")))
 
-        spec, items = load_scan(acc, "t", SPEC, pages, types, 10, read)
+        spec, items = apply_load(acc, "t", SPEC, scan_batches(pages, SPEC, types, 10), read)
         rows = acc.query_handle().execute('SELECT * FROM "t" ORDER BY pk').read_all()
     assert items == 8
     # Items read, page by page; rows land one batch per spec: page 2 brings "extra", page 3
@@ -65,7 +67,7 @@ def test_pages_load_in_batches_and_grow_the_spec(
 
 
 def test_pages_of_one_spec_share_a_batch_until_it_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bootstrap, "BATCH_ITEMS", 4)
+    monkeypatch.setattr(load, "BATCH_ITEMS", 4)
     progress: list[tuple[int, int]] = []
     same = [[{"pk": {"S": f"{p}-{i}"}} for i in range(3)] for p in range(3)]
     with open_accelerator(AccelerationSettings("duckdb", "memory")) as acc:
@@ -75,7 +77,8 @@ def test_pages_of_one_spec_share_a_batch_until_it_is_full(monkeypatch: pytest.Mo
         def read(items: int) -> None:
             progress.append((items, acc.row_count("t")))
 
-        _, items = load_scan(acc, "t", SPEC, pages, TypeOptions(acc.type_support), 10, read)
+        batches = scan_batches(pages, SPEC, TypeOptions(acc.type_support), 10)
+        _, items = apply_load(acc, "t", SPEC, batches, read)
         assert acc.row_count("t") == 9
     assert items == 9
     # Every page read is reported; 3 + 3 items reach the batch size, the last page at the end.

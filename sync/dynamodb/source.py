@@ -1,0 +1,184 @@
+"""DynamoDB as a ``Source``: DescribeTable, a parallel Scan for the load, the table's stream
+for the changes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Generator, Iterator
+from contextlib import closing
+from datetime import UTC, datetime
+
+from sync.changes import ChangeBatch, Checkpoint
+from sync.dynamodb.client import DynamoDBClients, make_clients
+from sync.dynamodb.convert import TypeOptions
+from sync.dynamodb.load import scan_batches
+from sync.dynamodb.records import stream_rows
+from sync.dynamodb.scan import auto_segments, scan_table
+from sync.dynamodb.stream import StreamReader
+from sync.dynamodb.table import describe_table
+from sync.errors import RetentionExceeded, SyncError
+from sync.retry import RetryBound
+from sync.schema import TableSpec, TypeSupport
+from sync.settings import DatasetSettings
+from sync.source import ChangeRound, LoadBatch, LoadProgress, SourceHealth, SourceTable
+
+log = logging.getLogger(__name__)
+
+
+class DynamoDBSource:
+    """One DynamoDB table and its NEW_AND_OLD_IMAGES stream.
+
+    The boto3 clients are made on first use and kept for the source's life; every request is
+    retried under the dataset's retry bound (``dynamodb_max_retries``,
+    ``dynamodb_max_retry_duration``).
+    """
+
+    def __init__(self, settings: DatasetSettings, type_support: TypeSupport) -> None:
+        self.settings = settings
+        self.types = TypeOptions.for_dataset(settings, type_support)
+        self._clients: DynamoDBClients | None = None
+        self.shards_active = 0  # open shards being read, as of the last round
+        self._errors_transient = 0
+        source = settings.source
+        self.request_bound = RetryBound(
+            source.max_retries,
+            source.max_retry_s,
+            "raise dynamodb_max_retries or dynamodb_max_retry_duration to keep retrying longer",
+        )
+
+    @property
+    def clients(self) -> DynamoDBClients:
+        if self._clients is None:
+            self._clients = make_clients(self.settings.source)
+        return self._clients
+
+    def describe(self) -> SourceTable:
+        """DescribeTable; the table's stream must be enabled with NEW_AND_OLD_IMAGES.
+
+        Raises:
+            StreamNotConfigured: no stream, or another view type (the message says how to fix
+                it).
+        """
+        table = describe_table(self.clients, self.settings.source.table)
+        stream_arn = table.require_stream()
+        return SourceTable(table.name, table.key, table.key_columns, table.item_count, stream_arn)
+
+    def load(
+        self, table: SourceTable, spec: TableSpec, stop: threading.Event
+    ) -> Iterator[LoadBatch | LoadProgress]:
+        """A strongly consistent parallel Scan (``scan_segments``, or one segment per 20,000
+        items), pages batched by :func:`~sync.dynamodb.load.scan_batches`."""
+        segments = self.settings.scan_segments or auto_segments(table.item_count)
+        log.info(
+            "dataset %s: scanning table %s with %d segments",
+            self.settings.name,
+            table.name,
+            segments,
+        )
+        # A page answered within a quarter of the read timeout may grow.
+        fast_page_s = self.settings.source.read_timeout_s / 4
+        pages = scan_table(
+            self.clients,
+            table.name,
+            segments,
+            stop,
+            self.count_transient,
+            fast_page_s,
+            self.request_bound,
+        )
+        return scan_batches(pages, spec, self.types, self.settings.schema_infer_max_records)
+
+    def changes(self, table: SourceTable, stop: threading.Event) -> StreamChanges:
+        return StreamChanges(self, table, stop)
+
+    def health(self) -> SourceHealth:
+        return SourceHealth(self.shards_active, self._errors_transient)
+
+    def count_transient(self, error: SyncError) -> None:
+        self._errors_transient += 1
+        log.warning("dataset %s: transient error, retrying: %s", self.settings.name, error)
+
+
+class StreamChanges:
+    """The table's stream as a ``ChangeStream``: each GetRecords round of the shard-lineage
+    reader becomes one ``ChangeRound``.
+
+    Ordering guarantees are the reader's: a child shard is read after its parent is drained,
+    one shard's records in sequence order, so a round's rows keep every key's order. Every
+    ``topology_refresh`` the table is described again: a stream disabled and re-enabled has a
+    new ARN, and the old positions mean nothing in it.
+    """
+
+    def __init__(self, source: DynamoDBSource, table: SourceTable, stop: threading.Event) -> None:
+        assert table.stream is not None, "describe() gives the stream ARN"
+        self._source = source
+        self._table = table
+        settings = source.settings
+        self._refresh_s = settings.topology_refresh.total_seconds()
+        self._rounds: Generator[ChangeRound, None, None] | None = None
+        self._reader = StreamReader(
+            source.clients,
+            table.stream,
+            stop,
+            source.count_transient,
+            self._refresh_s,
+            bound=source.request_bound,
+        )
+
+    def capture(self, watermark: datetime | None) -> Checkpoint:
+        """Every open shard at its tip (LATEST iterators taken now); closed shards drained."""
+        self._reader.start_at_latest()
+        return self._reader.checkpoint(watermark)
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        self._reader.resume(checkpoint)
+
+    def rounds(self, spec: TableSpec, watermark: float | None) -> Iterator[ChangeRound]:
+        """One round per poll of the readable shards. The watermark is the round's start when
+        every shard is at its tip, else the newest record's ApproximateCreationDateTime (or
+        the last watermark if the round brought none)."""
+        self._rounds = self._poll_rounds(spec, watermark)
+        return self._rounds
+
+    def _poll_rounds(
+        self, spec: TableSpec, watermark: float | None
+    ) -> Generator[ChangeRound, None, None]:
+        types = self._source.types
+        next_table_check = time.monotonic() + self._refresh_s
+        with closing(self._reader.rounds()) as polls:
+            for poll in polls:
+                self._source.shards_active = poll.active_shards
+                rows, spec, newest = stream_rows(spec, poll.pages, types)
+                if poll.caught_up:
+                    # Nothing left to read: the mirror is current as of this round's start.
+                    watermark = poll.started
+                elif newest is not None:
+                    watermark = newest
+                when = datetime.fromtimestamp(watermark, UTC) if watermark else None
+                yield ChangeRound(
+                    batch=ChangeBatch(rows, poll.checkpoint(when), poll.records),
+                    spec=spec,
+                    watermark=watermark,
+                    caught_up=poll.caught_up,
+                    advances=bool(poll.pages or poll.drained_shards or poll.topology_changed),
+                )
+                if time.monotonic() >= next_table_check:
+                    next_table_check = time.monotonic() + self._refresh_s
+                    self._check_stream_unchanged()
+
+    def _check_stream_unchanged(self) -> None:
+        """A stream disabled and re-enabled gets a new ARN: the old position is meaningless."""
+        table = self._table
+        current = describe_table(self._source.clients, table.name).require_stream()
+        if current != table.stream:
+            raise RetentionExceeded(
+                f"the table's stream changed from {table.stream} to {current} "
+                "(disabled and re-enabled)"
+            )
+
+    def close(self) -> None:
+        if self._rounds is not None:
+            self._rounds.close()  # stops the reader's read-ahead first
+        self._reader.close()
