@@ -20,14 +20,16 @@ from flightsrv.durations import parse_duration
 from flightsrv.secrets import SecretError, load_secrets
 from sync.accelerators import engine_names, engine_spec
 from sync.accelerators.spec import Connection, EngineSpec, ParamError
-from sync.dynamodb.golayout import DEFAULT_TIME_FORMAT, compile_layout
+from sync.dynamodb.golayout import compile_layout
 from sync.pipeline import STAGING_SUFFIX
 from sync.schema import ColumnType, DeclaredColumn, parse_type
 from sync.settings import (
+    DEFAULT_TIME_FORMAT,
     AccelerationSettings,
     DatasetSettings,
     SnapshotPolicy,
     SourceSettings,
+    TypeSettings,
 )
 from sync.snapshots import SnapshotSettings
 
@@ -465,13 +467,13 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
         shard_retention=get.duration("shard_retention", timedelta(hours=24)),
         topology_refresh=get.duration("shard_discovery_interval", timedelta(seconds=30)),
         error_retry=get.duration("error_retry_interval", timedelta(seconds=30)),
-        **_type_settings(get, raw.get("columns"), where),
+        types=_type_settings(get, raw.get("columns"), where),
     )
     get.reject_rest()
     return settings
 
 
-def _type_settings(get: _Getter, columns: Any, where: str) -> dict[str, Any]:
+def _type_settings(get: _Getter, columns: Any, where: str) -> TypeSettings:
     """How values become columns: the number, time, unnesting and TTL params, and the
     declared ``columns:`` (README, "Types")."""
     number_type = get.choice("number_type", ("auto", "decimal"), "auto")
@@ -489,15 +491,17 @@ def _type_settings(get: _Getter, columns: Any, where: str) -> dict[str, Any]:
         compile_layout(time_format)
     except ValueError as e:
         raise ConfigError(f"{where}: params.time_format: {e}") from e
-    return {
-        "number_type": number_type,
-        "decimal_scale": scale,
-        "number_overflow": get.choice("number_overflow", ("widen", "error"), "widen"),
-        "time_format": time_format,
-        "unnest_depth": get._typed("unnest_depth", 0, _depth, "an integer >= 0"),
-        "ttl_deletes": get.choice("ttl_deletes", ("hard", "soft"), "hard"),
-        "columns": _columns(columns, f"{where}: columns"),
-    }
+    return TypeSettings(
+        number_type=number_type,  # type: ignore[arg-type]
+        decimal_scale=scale,
+        number_overflow=get.choice(  # type: ignore[arg-type]
+            "number_overflow", ("widen", "error"), "widen"
+        ),
+        time_format=time_format,
+        unnest_depth=get._typed("unnest_depth", 0, _depth, "an integer >= 0"),
+        columns=_columns(columns, f"{where}: columns"),
+        ttl_deletes=get.choice("ttl_deletes", ("hard", "soft"), "hard"),  # type: ignore[arg-type]
+    )
 
 
 MAX_DECIMAL_SCALE = 37  # DECIMAL(38, s) keeps at least one digit before the point

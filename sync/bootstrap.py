@@ -8,8 +8,9 @@ import pyarrow as pa
 
 from sync.accelerators.base import Accelerator
 from sync.changes import ChangeBatch
-from sync.dynamodb.convert import TypeOptions, infer_columns
+from sync.dynamodb.infer import infer_columns
 from sync.dynamodb.records import evolve_spec, image_rows, upserts
+from sync.dynamodb.typeoptions import TypeOptions
 from sync.schema import TableSpec
 
 # Items per INSERT: an engine's cost per statement is paid once per batch instead of once per

@@ -18,11 +18,11 @@ from sync.accelerators.base import Accelerator
 from sync.bootstrap import load_scan
 from sync.changes import ChangeBatch, Checkpoint
 from sync.dynamodb.client import DynamoDBClients, make_clients
-from sync.dynamodb.convert import TypeOptions
 from sync.dynamodb.records import stream_rows
 from sync.dynamodb.scan import auto_segments, scan_table
 from sync.dynamodb.stream import StreamReader
 from sync.dynamodb.table import TableDescription, describe_table
+from sync.dynamodb.typeoptions import TypeOptions
 from sync.errors import RetentionExceeded, SyncError
 from sync.retry import Backoff, RetryBound, Stopped, retrying
 from sync.schema import TableSpec
@@ -53,7 +53,7 @@ class DatasetSync:
     ) -> None:
         self.settings = settings
         self.accelerator = accelerator
-        self._types = TypeOptions.for_dataset(settings, accelerator.type_support)
+        self._types = TypeOptions(settings.types, accelerator.type_support)
         self._snapshotter = snapshotter if settings.snapshots.creates else None
         self._batches_since_snapshot = 0
         self._last_snapshot_started = time.time()

@@ -11,8 +11,8 @@ import pytest
 from sync import bootstrap
 from sync.accelerators.base import open_accelerator
 from sync.bootstrap import load_scan
-from sync.dynamodb.convert import TypeOptions
 from sync.dynamodb.rawparse import parse_scan
+from sync.dynamodb.typeoptions import TypeOptions
 from sync.schema import Column, ColumnType, TableSpec
 from sync.settings import AccelerationSettings
 
@@ -40,7 +40,7 @@ def test_pages_load_in_batches_and_grow_the_spec(
     progress: list[tuple[int, int]] = []
     with open_accelerator(AccelerationSettings(engine, "memory")) as acc:  # type: ignore[arg-type]
         acc.create_table(SPEC)
-        types = TypeOptions(acc.type_support)
+        types = TypeOptions(support=acc.type_support)
         pages = (page(p) for p in PAGES)
 
         def read(items: int) -> None:
@@ -75,7 +75,7 @@ def test_pages_of_one_spec_share_a_batch_until_it_is_full(monkeypatch: pytest.Mo
         def read(items: int) -> None:
             progress.append((items, acc.row_count("t")))
 
-        _, items = load_scan(acc, "t", SPEC, pages, TypeOptions(acc.type_support), 10, read)
+        _, items = load_scan(acc, "t", SPEC, pages, TypeOptions(support=acc.type_support), 10, read)
         assert acc.row_count("t") == 9
     assert items == 9
     # Every page read is reported; 3 + 3 items reach the batch size, the last page at the end.
