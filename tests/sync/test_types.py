@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from flightsrv.config import ConfigError, parse_config
@@ -28,7 +29,14 @@ from sync.dynamodb.infer import NumberOverflowError, infer_columns, infer_type
 from sync.dynamodb.jsontext import json_text
 from sync.dynamodb.rawparse import parse_get_records, parse_scan
 from sync.dynamodb.records import evolve_spec, image_rows, stream_rows, upserts
-from sync.dynamodb.typedvalues import DuplicateColumnError, unnest
+from sync.dynamodb.typedvalues import (
+    DuplicateColumnError,
+    bool_text,
+    elements,
+    present_tags,
+    relist,
+    unnest,
+)
 from sync.dynamodb.typeoptions import DELETED_AT, TypeOptions
 from sync.pipeline import STAGING_SUFFIX, DatasetSync
 from sync.schema import (
@@ -43,7 +51,7 @@ from sync.schema import (
     TypeSupport,
     parse_type,
 )
-from sync.settings import AccelerationSettings, TypeSettings
+from sync.settings import DEFAULT_TIME_FORMAT, AccelerationSettings, TypeSettings
 from sync.status import State
 from sync.widening import unify
 from tests.dynamo import REGION, Emulator, create_table
@@ -474,6 +482,56 @@ def test_type_names_round_trip(text: str, expected: SqlType | None) -> None:
     if expected is not None:
         assert parsed == expected
     assert parse_type(str(parsed)) == parsed
+
+
+# -- typed values, type options ---------------------------------------------------------------
+
+
+def test_relist_replaces_elements_and_keeps_offsets_and_null_lists() -> None:
+    lists = pa.array([[1], [2, 3], None, [], [4, 5, 6]], pa.list_(pa.int64()))
+    for sliced in (lists, lists.slice(1), lists.slice(1, 3)):
+        seen: list[int] = []
+
+        def double(items: pa.Array, seen: list[int] = seen) -> pa.Array:
+            seen.append(len(items))
+            return pc.multiply(items, 2)
+
+        expected = [None if v is None else [2 * x for x in v] for v in sliced.to_pylist()]
+        assert relist(sliced, double).to_pylist() == expected
+        assert seen == [len(elements(sliced))]  # one call for every element of the slice
+
+
+def test_present_tags_and_bool_text() -> None:
+    values = attr({"S": "x"}, {"BOOL": True}, {"NULL": True}, None, {"BOOL": False})
+    present = present_tags(values)
+    assert sorted(present) == ["BOOL", "S"]  # NULL is no value; absent tags are left out
+    assert bool_text(present["BOOL"]).to_pylist() == [None, "true", None, None, "false"]
+    assert present_tags(pa.nulls(2, pa.null())) == {}  # the elements of empty lists
+
+
+def test_type_options_join_the_settings_with_what_the_engine_holds() -> None:
+    point = StructType((("x", D), ("y", D)))
+    settings = TypeSettings(
+        time_format="02/01/2006",
+        columns=(
+            DeclaredColumn("pk"),
+            DeclaredColumn("at", point),
+            DeclaredColumn("tags", ListType(V)),
+            DeclaredColumn("rest", json_object=True),
+        ),
+    )
+    duckdb, sqlite, postgres = (TypeOptions(settings, s) for s in (DUCKDB, SQLITE, POSTGRES))
+    assert [duckdb.declared_type("at"), sqlite.declared_type("at")] == [point, J]
+    assert [postgres.declared_type("tags"), sqlite.declared_type("tags")] == [ListType(V), J]
+    assert duckdb.declared_type("rest") == J
+    assert duckdb.declared_type("pk") is None  # declared, its type inferred
+    assert duckdb.declared_type("other") is None
+    assert duckdb.declared_column("pk") == DeclaredColumn("pk")
+    assert duckdb.json_object_column == "rest"
+    assert TypeOptions().json_object_column is None
+    assert duckdb.layout == compile_layout("02/01/2006")
+    assert TypeOptions().layout == compile_layout(DEFAULT_TIME_FORMAT)
+    assert TypeOptions() == TypeOptions(TypeSettings(), TypeSupport())
 
 
 # -- unnesting, declared columns, json_object ------------------------------------------------
