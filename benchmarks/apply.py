@@ -30,12 +30,12 @@ from sync.accelerators.base import Accelerator, open_accelerator
 from sync.bootstrap import apply_load
 from sync.changes import ChangeBatch
 from sync.dynamodb.client import DynamoDBClients
-from sync.dynamodb.convert import TypeOptions
 from sync.dynamodb.load import scan_batches
 from sync.dynamodb.rawparse import parse_get_records, parse_scan
 from sync.dynamodb.records import stream_rows
 from sync.dynamodb.scan import auto_segments, scan_table
 from sync.dynamodb.stream import StreamReader
+from sync.dynamodb.typeoptions import TypeOptions
 from sync.errors import SyncError
 from sync.schema import Column, ColumnType, TableSpec
 from sync.settings import AccelerationSettings
@@ -61,7 +61,7 @@ def load_pages(acc: Accelerator, scan: ReplayScan, table: str = "orders") -> Tab
     clients = DynamoDBClients(scan, None)
     segments = auto_segments(scan.pages * SCAN_PAGE_ITEMS)
     pages = scan_table(clients, table, segments, threading.Event(), _no_transient)
-    batches = scan_batches(pages, spec, TypeOptions(acc.type_support), INFER_MAX)
+    batches = scan_batches(pages, spec, TypeOptions(support=acc.type_support), INFER_MAX)
     spec, _ = apply_load(acc, table, spec, batches)
     return spec
 
@@ -93,7 +93,7 @@ def changes_fast(
     (read ahead while a round is applied), one transaction with its checkpoint per round."""
     acc = open_accelerator(acc_settings)
     spec = load_pages(acc, ReplayScan(scan[:1]))
-    types = TypeOptions(acc.type_support)
+    types = TypeOptions(support=acc.type_support)
     clients = DynamoDBClients(None, ReplayStreams(bodies))
     reader = StreamReader(clients, STREAM_ARN, threading.Event(), _no_transient)
 

@@ -25,11 +25,11 @@ from benchmarks.replay import ReplayScan
 from sync.accelerators.base import open_accelerator
 from sync.bootstrap import apply_load
 from sync.changes import ChangeBatch, Checkpoint, ShardPosition
-from sync.dynamodb.convert import TypeOptions
 from sync.dynamodb.load import scan_batches
 from sync.dynamodb.rawparse import parse_get_records, parse_scan
 from sync.dynamodb.records import stream_rows
 from sync.dynamodb.stream import GET_RECORDS_LIMIT, MAX_ROUND_RECORDS
+from sync.dynamodb.typeoptions import TypeOptions
 from sync.settings import AccelerationSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def serial_changes(
     """Change apply in one thread: parse a round's bodies, convert, apply with a checkpoint."""
     acc = open_accelerator(acc_settings)
     spec = load_pages(acc, ReplayScan(scan[:1]))
-    types = TypeOptions(acc.type_support)
+    types = TypeOptions(support=acc.type_support)
     per_round = MAX_ROUND_RECORDS // GET_RECORDS_LIMIT
 
     def run() -> int:
@@ -85,7 +85,7 @@ def serial_bootstrap(acc_settings: AccelerationSettings, bodies: list[bytes]) ->
     def run() -> int:
         acc.create_table(KEY_SPEC)
         pages = (parse_scan(body).items for body in bodies)
-        types = TypeOptions(acc.type_support)
+        types = TypeOptions(support=acc.type_support)
         batches = scan_batches(pages, KEY_SPEC, types, INFER_MAX)
         _, items = apply_load(acc, "orders", KEY_SPEC, batches)
         return items
@@ -120,7 +120,7 @@ STAGES = {
         CONVERT: (
             ("records.py", "evolve_spec"),
             ("records.py", "image_rows"),
-            ("convert.py", "infer_columns"),
+            ("infer.py", "infer_columns"),
         ),
         APPLY: (("accelerators/duckdb.py", "apply"),),
     },

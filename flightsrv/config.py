@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -20,14 +20,18 @@ from flightsrv.durations import parse_duration
 from flightsrv.secrets import SecretError, load_secrets
 from sync.accelerators import engine_names, engine_spec
 from sync.accelerators.spec import Connection, EngineSpec, ParamError
-from sync.dynamodb.golayout import DEFAULT_TIME_FORMAT, compile_layout
+from sync.dynamodb.golayout import compile_layout
 from sync.pipeline import STAGING_SUFFIX
 from sync.schema import ColumnType, DeclaredColumn, parse_type
 from sync.settings import (
     AccelerationSettings,
     DatasetSettings,
+    NumberOverflow,
+    NumberType,
     SnapshotPolicy,
     SourceSettings,
+    TtlDeletes,
+    TypeSettings,
 )
 from sync.snapshots import SnapshotSettings
 
@@ -465,18 +469,21 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
         shard_retention=get.duration("shard_retention", timedelta(hours=24)),
         topology_refresh=get.duration("shard_discovery_interval", timedelta(seconds=30)),
         error_retry=get.duration("error_retry_interval", timedelta(seconds=30)),
-        **_type_settings(get, raw.get("columns"), where),
+        types=_type_settings(get, raw.get("columns"), where),
     )
     get.reject_rest()
     return settings
 
 
-def _type_settings(get: _Getter, columns: Any, where: str) -> dict[str, Any]:
+def _type_settings(get: _Getter, columns: Any, where: str) -> TypeSettings:
     """How values become columns: the number, time, unnesting and TTL params, and the
-    declared ``columns:`` (README, "Types")."""
-    number_type = get.choice("number_type", ("auto", "decimal"), "auto")
-    scale = get._typed("decimal_scale", 9, _scale, f"an integer from 0 to {MAX_DECIMAL_SCALE}")
-    if scale != 9 and number_type != "decimal":
+    declared ``columns:`` (README, "Types"). Choices and defaults are ``TypeSettings``'s."""
+    default = TypeSettings()
+    number_type = get.choice("number_type", get_args(NumberType), default.number_type)
+    scale = get._typed(
+        "decimal_scale", default.decimal_scale, _scale, f"an integer from 0 to {MAX_DECIMAL_SCALE}"
+    )
+    if scale != default.decimal_scale and number_type != "decimal":
         raise ConfigError(f"{where}: params.decimal_scale: only used with number_type: decimal")
     raw_format = get._get("time_format")
     if isinstance(raw_format, datetime):  # YAML read an unquoted value as a timestamp
@@ -484,20 +491,23 @@ def _type_settings(get: _Getter, columns: Any, where: str) -> dict[str, Any]:
             f"{where}: params.time_format: quote the layout (YAML read {raw_format} as a "
             "timestamp), e.g. time_format: '2006-01-02 15:04:05.000'"
         )
-    time_format = DEFAULT_TIME_FORMAT if raw_format is None else str(raw_format)
+    time_format = default.time_format if raw_format is None else str(raw_format)
     try:
         compile_layout(time_format)
     except ValueError as e:
         raise ConfigError(f"{where}: params.time_format: {e}") from e
-    return {
-        "number_type": number_type,
-        "decimal_scale": scale,
-        "number_overflow": get.choice("number_overflow", ("widen", "error"), "widen"),
-        "time_format": time_format,
-        "unnest_depth": get._typed("unnest_depth", 0, _depth, "an integer >= 0"),
-        "ttl_deletes": get.choice("ttl_deletes", ("hard", "soft"), "hard"),
-        "columns": _columns(columns, f"{where}: columns"),
-    }
+    overflow = get.choice("number_overflow", get_args(NumberOverflow), default.number_overflow)
+    return TypeSettings(
+        number_type=number_type,  # type: ignore[arg-type]
+        decimal_scale=scale,
+        number_overflow=overflow,  # type: ignore[arg-type]
+        time_format=time_format,
+        unnest_depth=get._typed("unnest_depth", default.unnest_depth, _depth, "an integer >= 0"),
+        ttl_deletes=get.choice(  # type: ignore[arg-type]
+            "ttl_deletes", get_args(TtlDeletes), default.ttl_deletes
+        ),
+        columns=_columns(columns, f"{where}: columns"),
+    )
 
 
 MAX_DECIMAL_SCALE = 37  # DECIMAL(38, s) keeps at least one digit before the point

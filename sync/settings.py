@@ -65,6 +65,32 @@ class AccelerationSettings:
         return f"{self.engine}:{self.file.resolve() if self.file else 'memory'}"
 
 
+DEFAULT_TIME_FORMAT = "2006-01-02T15:04:05.000Z07:00"  # a Go layout: RFC 3339, milliseconds
+
+NumberType = Literal["auto", "decimal"]
+NumberOverflow = Literal["widen", "error"]
+TtlDeletes = Literal["hard", "soft"]
+
+
+@dataclass(frozen=True)
+class TypeSettings:
+    """How values become columns (README, "Types"): the number, time, unnesting and TTL
+    params, and the spicepod's declared ``columns:``.
+
+    ``time_format`` is a Go layout (``sync.dynamodb.golayout``); ``decimal_scale`` is used with
+    ``number_type: decimal``; with ``number_overflow: error`` a number its column cannot hold
+    stops the dataset instead of widening the column.
+    """
+
+    number_type: NumberType = "auto"
+    decimal_scale: int = 9
+    number_overflow: NumberOverflow = "widen"
+    time_format: str = DEFAULT_TIME_FORMAT
+    unnest_depth: int = 0
+    columns: tuple[DeclaredColumn, ...] = ()
+    ttl_deletes: TtlDeletes = "hard"
+
+
 SnapshotMode = Literal["enabled", "create_only", "bootstrap_only", "disabled"]
 
 
@@ -102,11 +128,4 @@ class DatasetSettings:
     topology_refresh: timedelta = timedelta(seconds=30)
     error_retry: timedelta = timedelta(seconds=30)
     snapshots: SnapshotPolicy = SnapshotPolicy()  # a dataset in error tries again this often
-    # How values become columns (README, "Types").
-    number_type: Literal["auto", "decimal"] = "auto"
-    decimal_scale: int = 9
-    number_overflow: Literal["widen", "error"] = "widen"
-    time_format: str = "2006-01-02T15:04:05.000Z07:00"
-    unnest_depth: int = 0
-    columns: tuple[DeclaredColumn, ...] = ()  # the spicepod's declared ``columns:``
-    ttl_deletes: Literal["hard", "soft"] = "hard"
+    types: TypeSettings = TypeSettings()

@@ -26,7 +26,6 @@ from functools import lru_cache
 import pyarrow as pa
 import pyarrow.compute as pc
 
-DEFAULT_TIME_FORMAT = "2006-01-02T15:04:05.000Z07:00"
 MONTHS = (
     "january",
     "february",

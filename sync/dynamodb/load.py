@@ -7,8 +7,9 @@ from collections.abc import Iterable, Iterator
 import pyarrow as pa
 
 from sync.changes import ChangeBatch
-from sync.dynamodb.convert import TypeOptions, infer_columns
+from sync.dynamodb.infer import infer_columns
 from sync.dynamodb.records import evolve_spec, image_rows, upserts
+from sync.dynamodb.typeoptions import TypeOptions
 from sync.schema import TableSpec
 from sync.source import LoadBatch, LoadProgress
 

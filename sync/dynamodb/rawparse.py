@@ -2,7 +2,8 @@
 
 botocore's own response parser handles about 8,000 stream records/s per core; parsing the raw
 body with pyarrow's JSON reader is ~50x faster and yields columns directly. Attribute values
-stay in DynamoDB's typed form (``struct<S, N, M, …>`` per attribute) until :mod:`.convert`.
+stay in DynamoDB's typed form (``struct<S, N, M, …>`` per attribute, see :mod:`.typedvalues`)
+until :mod:`.infer` types them and :mod:`.convert` makes them columns.
 """
 
 from __future__ import annotations

@@ -8,19 +8,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync.changes import OP_COLUMN, Op
-from sync.dynamodb.convert import (
-    DEFAULT_OPTIONS,
-    DELETED_AT,
-    TypeOptions,
-    infer_type,
-    json_object,
-    tag_types,
-    to_column,
-    unify,
-    unnest,
-)
+from sync.dynamodb.convert import to_column
+from sync.dynamodb.infer import infer_type, tag_types
+from sync.dynamodb.jsontext import json_object
 from sync.dynamodb.rawparse import RecordsPage
+from sync.dynamodb.typedvalues import unnest
+from sync.dynamodb.typeoptions import DEFAULT_OPTIONS, DELETED_AT, TypeOptions
 from sync.schema import Column, ColumnType, ListType, SqlType, StructType, TableSpec
+from sync.widening import unify
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +27,8 @@ def evolve_spec(
 ) -> TableSpec:
     """``spec`` grown by attributes first seen in ``images`` (in name order) and widened where
     values of another kind arrive (int with float → DOUBLE, other mixes → VARCHAR, see
-    ``unify``). Declared columns keep their declared type until a value it cannot hold comes.
+    ``sync.widening.unify``). Declared columns keep their declared type until a value it
+    cannot hold comes.
 
     Each widening is logged with the number of values that caused it; STRUCT columns gaining
     fields are logged too.
@@ -45,13 +41,13 @@ def evolve_spec(
     json_column = options.json_object_column
     if json_column and spec.column(json_column) is None:
         changes.append(Column(json_column, ColumnType.JSON))
-    if options.ttl_deletes == "soft" and spec.column(DELETED_AT) is None:
+    if options.settings.ttl_deletes == "soft" and spec.column(DELETED_AT) is None:
         changes.append(Column(DELETED_AT, ColumnType.TIMESTAMP))
-    for declared in options.declared:  # typed ones exist from the start
+    for declared in options.settings.columns:  # typed ones exist from the start
         declared_type = options.declared_type(declared.name)
         if declared_type is not None and spec.column(declared.name) is None:
             changes.append(Column(declared.name, declared_type))
-    images = unnest(images, options.unnest_depth)
+    images = unnest(images, options.settings.unnest_depth)
     for name in sorted(images.type.names) if images is not None else ():
         existing = spec.column(name) or next((c for c in changes if c.name == name), None)
         if existing is not None and (name in spec.key or existing.type is ColumnType.VARCHAR):
@@ -130,7 +126,7 @@ def image_rows(
 ) -> pa.Table:
     """Rows for ``spec``: key columns from ``keys``, values from ``images`` (null on deletes)."""
     length = len(keys)
-    images = unnest(images, options.unnest_depth)
+    images = unnest(images, options.settings.unnest_depth)
     names = set(images.type.names) if images is not None else set()
     key_names = set(keys.type.names)
     json_column = options.json_object_column
@@ -203,7 +199,7 @@ def stream_rows(
         dynamodb = pc.struct_field(page.records, "dynamodb")
         images = pc.struct_field(dynamodb, "NewImage") if "NewImage" in _fields(dynamodb) else None
         spec = evolve_spec(spec, images, options)
-        ttl = ttl_removals(page.records) if options.ttl_deletes == "soft" else None
+        ttl = ttl_removals(page.records) if options.settings.ttl_deletes == "soft" else None
         old = None
         if ttl is not None and "OldImage" in _fields(dynamodb):
             old = pc.struct_field(dynamodb, "OldImage")

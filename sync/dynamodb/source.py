@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 
 from sync.changes import ChangeBatch, Checkpoint
 from sync.dynamodb.client import DynamoDBClients, make_clients
-from sync.dynamodb.convert import TypeOptions
 from sync.dynamodb.load import scan_batches
 from sync.dynamodb.records import stream_rows
 from sync.dynamodb.scan import auto_segments, scan_table
 from sync.dynamodb.stream import StreamReader
 from sync.dynamodb.table import describe_table
+from sync.dynamodb.typeoptions import TypeOptions
 from sync.errors import RetentionExceeded, SyncError
 from sync.retry import RetryBound
 from sync.schema import TableSpec, TypeSupport
@@ -37,7 +37,7 @@ class DynamoDBSource:
 
     def __init__(self, settings: DatasetSettings, type_support: TypeSupport) -> None:
         self.settings = settings
-        self.types = TypeOptions.for_dataset(settings, type_support)
+        self.types = TypeOptions(settings.types, type_support)
         self._clients: DynamoDBClients | None = None
         self.shards_active = 0  # open shards being read, as of the last round
         self._errors_transient = 0

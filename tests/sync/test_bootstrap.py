@@ -12,9 +12,9 @@ import pytest
 from sync.accelerators.base import open_accelerator
 from sync.bootstrap import apply_load
 from sync.dynamodb import load
-from sync.dynamodb.convert import TypeOptions
 from sync.dynamodb.load import scan_batches
 from sync.dynamodb.rawparse import parse_scan
+from sync.dynamodb.typeoptions import TypeOptions
 from sync.schema import Column, ColumnType, TableSpec
 from sync.settings import AccelerationSettings
 
@@ -42,7 +42,7 @@ def test_pages_load_in_batches_and_grow_the_spec(
     progress: list[tuple[int, int]] = []
     with open_accelerator(AccelerationSettings(engine, "memory")) as acc:  # type: ignore[arg-type]
         acc.create_table(SPEC)
-        types = TypeOptions(acc.type_support)
+        types = TypeOptions(support=acc.type_support)
         pages = (page(p) for p in PAGES)
 
         def read(items: int) -> None:
@@ -77,7 +77,7 @@ def test_pages_of_one_spec_share_a_batch_until_it_is_full(monkeypatch: pytest.Mo
         def read(items: int) -> None:
             progress.append((items, acc.row_count("t")))
 
-        batches = scan_batches(pages, SPEC, TypeOptions(acc.type_support), 10)
+        batches = scan_batches(pages, SPEC, TypeOptions(support=acc.type_support), 10)
         _, items = apply_load(acc, "t", SPEC, batches, read)
         assert acc.row_count("t") == 9
     assert items == 9

@@ -17,27 +17,27 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from flightsrv.config import ConfigError, parse_config
 from sync.accelerators.base import Accelerator, open_accelerator
 from sync.changes import ChangeBatch, Checkpoint, ShardPosition
-from sync.dynamodb.convert import (
-    DELETED_AT,
-    DuplicateColumnError,
-    NumberOverflowError,
-    TypeOptions,
-    b64decode,
-    infer_columns,
-    infer_type,
-    json_text,
-    to_column,
-    unify,
-    unnest,
-)
+from sync.dynamodb.convert import b64decode, to_column
 from sync.dynamodb.golayout import compile_layout, parse_date
+from sync.dynamodb.infer import NumberOverflowError, infer_columns, infer_type
+from sync.dynamodb.jsontext import json_text
 from sync.dynamodb.rawparse import parse_get_records, parse_scan
 from sync.dynamodb.records import evolve_spec, image_rows, stream_rows, upserts
+from sync.dynamodb.typedvalues import (
+    DuplicateColumnError,
+    bool_text,
+    elements,
+    present_tags,
+    relist,
+    unnest,
+)
+from sync.dynamodb.typeoptions import DELETED_AT, TypeOptions
 from sync.pipeline import STAGING_SUFFIX, DatasetSync
 from sync.schema import (
     Column,
@@ -51,8 +51,9 @@ from sync.schema import (
     TypeSupport,
     parse_type,
 )
-from sync.settings import AccelerationSettings
+from sync.settings import DEFAULT_TIME_FORMAT, AccelerationSettings, TypeSettings
 from sync.status import State
+from sync.widening import unify
 from tests.dynamo import REGION, Emulator, create_table
 from tests.harness import mirror_rows, settings_for, start, wait_for
 from tests.streamfaults import StreamFaultProxy
@@ -227,7 +228,7 @@ def test_numbers_beyond_the_type_widen_it(
     numbers: list[str], options: dict[str, Any], expected: SqlType
 ) -> None:
     values = attr(*({"N": n} for n in numbers))
-    assert infer_type(values, TypeOptions(**options)) == expected
+    assert infer_type(values, TypeOptions(TypeSettings(**options))) == expected
 
 
 @pytest.mark.parametrize(
@@ -242,7 +243,7 @@ def test_numbers_beyond_the_type_fail_loudly_with_number_overflow_error(
 ) -> None:
     values = attr(*({"N": n} for n in numbers))
     with pytest.raises(NumberOverflowError, match=r"'price'.*number_overflow: error"):
-        infer_type(values, TypeOptions(number_overflow="error", **options), "price")
+        infer_type(values, TypeOptions(TypeSettings(number_overflow="error", **options)), "price")
 
 
 def test_unify_rules() -> None:
@@ -440,7 +441,7 @@ def test_go_layouts_reject_what_does_not_match(layout: str, value: str) -> None:
 def test_a_custom_time_format_drives_inference() -> None:
     values = attr({"S": "15/03/2024 14:30"}, {"S": "01/01/2025 00:00"})
     assert infer_type(values) == V  # not the default layout
-    options = TypeOptions(time_format="02/01/2006 15:04")
+    options = TypeOptions(TypeSettings(time_format="02/01/2006 15:04"))
     assert infer_type(values, options) == T
     assert to_column(values, T, 2, options).to_pylist()[0] == datetime(
         2024, 3, 15, 14, 30, tzinfo=UTC
@@ -483,6 +484,56 @@ def test_type_names_round_trip(text: str, expected: SqlType | None) -> None:
     assert parse_type(str(parsed)) == parsed
 
 
+# -- typed values, type options ---------------------------------------------------------------
+
+
+def test_relist_replaces_elements_and_keeps_offsets_and_null_lists() -> None:
+    lists = pa.array([[1], [2, 3], None, [], [4, 5, 6]], pa.list_(pa.int64()))
+    for sliced in (lists, lists.slice(1), lists.slice(1, 3)):
+        seen: list[int] = []
+
+        def double(items: pa.Array, seen: list[int] = seen) -> pa.Array:
+            seen.append(len(items))
+            return pc.multiply(items, 2)
+
+        expected = [None if v is None else [2 * x for x in v] for v in sliced.to_pylist()]
+        assert relist(sliced, double).to_pylist() == expected
+        assert seen == [len(elements(sliced))]  # one call for every element of the slice
+
+
+def test_present_tags_and_bool_text() -> None:
+    values = attr({"S": "x"}, {"BOOL": True}, {"NULL": True}, None, {"BOOL": False})
+    present = present_tags(values)
+    assert sorted(present) == ["BOOL", "S"]  # NULL is no value; absent tags are left out
+    assert bool_text(present["BOOL"]).to_pylist() == [None, "true", None, None, "false"]
+    assert present_tags(pa.nulls(2, pa.null())) == {}  # the elements of empty lists
+
+
+def test_type_options_join_the_settings_with_what_the_engine_holds() -> None:
+    point = StructType((("x", D), ("y", D)))
+    settings = TypeSettings(
+        time_format="02/01/2006",
+        columns=(
+            DeclaredColumn("pk"),
+            DeclaredColumn("at", point),
+            DeclaredColumn("tags", ListType(V)),
+            DeclaredColumn("rest", json_object=True),
+        ),
+    )
+    duckdb, sqlite, postgres = (TypeOptions(settings, s) for s in (DUCKDB, SQLITE, POSTGRES))
+    assert [duckdb.declared_type("at"), sqlite.declared_type("at")] == [point, J]
+    assert [postgres.declared_type("tags"), sqlite.declared_type("tags")] == [ListType(V), J]
+    assert duckdb.declared_type("rest") == J
+    assert duckdb.declared_type("pk") is None  # declared, its type inferred
+    assert duckdb.declared_type("other") is None
+    assert duckdb.declared_column("pk") == DeclaredColumn("pk")
+    assert duckdb.json_object_column == "rest"
+    assert TypeOptions().json_object_column is None
+    assert duckdb.layout == compile_layout("02/01/2006")
+    assert TypeOptions().layout == compile_layout(DEFAULT_TIME_FORMAT)
+    assert TypeOptions() == TypeOptions(TypeSettings(), TypeSupport())
+
+
 # -- unnesting, declared columns, json_object ------------------------------------------------
 
 
@@ -504,7 +555,7 @@ def test_unnest_depth_flattens_maps_into_dotted_columns() -> None:
         assert flat is not None
         present = [n for n in flat.type.names if flat.field(n).null_count < len(flat)]
         assert sorted(present) == names, depth
-    columns = infer_columns(images, options=TypeOptions(unnest_depth=1))
+    columns = infer_columns(images, options=TypeOptions(TypeSettings(unnest_depth=1)))
     assert [(c.name, c.type) for c in columns] == [  # in name order
         ("a", N64),
         ("b", V),  # the item whose b is a string keeps it
@@ -513,7 +564,7 @@ def test_unnest_depth_flattens_maps_into_dotted_columns() -> None:
         ("pk", V),
     ]
     spec = TableSpec("t", tuple(columns), ("pk",))
-    rows = image_rows(spec, images, images, upserts(2), TypeOptions(unnest_depth=1))
+    rows = image_rows(spec, images, images, upserts(2), TypeOptions(TypeSettings(unnest_depth=1)))
     assert rows.column("b.y").to_pylist() == ['{"z":3}', None]
     assert rows.column("b").to_pylist() == [None, "not a map"]
 
@@ -526,13 +577,15 @@ def test_a_duplicate_flattened_name_is_an_error() -> None:
 
 def test_declared_columns_and_the_json_object_column() -> None:
     options = TypeOptions(
-        declared=(
-            DeclaredColumn("pk"),
-            DeclaredColumn("amount", DecimalType(2, 20)),
-            DeclaredColumn("code", V),
-            DeclaredColumn("rest", json_object=True),
-        ),
-        unnest_depth=1,
+        TypeSettings(
+            columns=(
+                DeclaredColumn("pk"),
+                DeclaredColumn("amount", DecimalType(2, 20)),
+                DeclaredColumn("code", V),
+                DeclaredColumn("rest", json_object=True),
+            ),
+            unnest_depth=1,
+        )
     )
     images = typed(
         {
@@ -645,7 +698,7 @@ def test_ttl_removals_become_soft_deletes_only_when_asked() -> None:
     assert rows.column("_op").to_pylist() == [2, 2, 1]
     assert DELETED_AT not in hard_spec.column_names
 
-    soft = TypeOptions(ttl_deletes="soft")
+    soft = TypeOptions(TypeSettings(ttl_deletes="soft"))
     rows, soft_spec, _ = stream_rows(spec, [page], soft)
     assert soft_spec.column(DELETED_AT) == Column(DELETED_AT, T)
     assert soft_spec.column("gone") == Column("gone", V)  # from the old image
@@ -710,16 +763,17 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def mirrors(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """``mirrors(**options)`` opens the engine and returns a :class:`Mirror` on it."""
+    """``mirrors(**settings)`` opens the engine and returns a :class:`Mirror` on it, with
+    those ``TypeSettings``."""
     connection = request.getfixturevalue("pg_connection") if engine == "postgres" else None
     file = None if engine == "postgres" else tmp_path / f"mirror.{engine}"
     settings = AccelerationSettings(engine, "file", file, connection)  # type: ignore[arg-type]
     opened: list[Accelerator] = []
 
-    def open_mirror(**options: Any) -> Mirror:
+    def open_mirror(**types: Any) -> Mirror:
         accelerator = open_accelerator(settings)
         opened.append(accelerator)
-        return Mirror(accelerator, TypeOptions(support=accelerator.type_support, **options))
+        return Mirror(accelerator, TypeOptions(TypeSettings(**types), accelerator.type_support))
 
     yield open_mirror
     for accelerator in opened:
@@ -951,7 +1005,7 @@ def test_ttl_soft_deletes_in_every_engine(engine: str, mirrors: Any) -> None:
 def test_unnested_and_json_object_columns_in_every_engine(engine: str, mirrors: Any) -> None:
     mirror = mirrors(
         unnest_depth=1,
-        declared=(
+        columns=(
             DeclaredColumn("pk"),
             DeclaredColumn("b.x"),
             DeclaredColumn("extra", json_object=True),
@@ -985,7 +1039,9 @@ def test_the_pipeline_keeps_ttl_removals_as_soft_deletes(
     create_table(ddb, table_name)
     for pk in ("expired", "removed", "live"):
         ddb.put_item(TableName=table_name, Item={"pk": {"S": pk}, "version": {"N": "1"}})
-    settings = settings_for(proxy.url, table_name, "duckdb", "file", tmp_path, ttl_deletes="soft")
+    settings = settings_for(
+        proxy.url, table_name, "duckdb", "file", tmp_path, types=TypeSettings(ttl_deletes="soft")
+    )
     first = start(settings, running)
     wait_for(lambda: first.status().state is State.READY, what="Ready")
     first.stop()
@@ -1046,15 +1102,13 @@ def test_the_type_keys_of_the_spicepod_reach_the_conversion() -> None:
         {"name": "rest", "metadata": {"json_object": "*"}},
     ]
     (settings,) = parse_config(spicepod(params, columns), Path("/s/spicepod.yaml")).datasets
-    options = TypeOptions.for_dataset(settings, DUCKDB)
-    assert options == TypeOptions(
-        support=DUCKDB,
+    assert settings.types == TypeSettings(
         number_type="decimal",
         decimal_scale=4,
         number_overflow="error",
         time_format="2006-01-02 15:04:05",
         unnest_depth=2,
-        declared=(
+        columns=(
             DeclaredColumn("pk"),
             DeclaredColumn("total", DecimalType(4, 20), "exact"),
             DeclaredColumn("rest", json_object=True),
@@ -1062,7 +1116,7 @@ def test_the_type_keys_of_the_spicepod_reach_the_conversion() -> None:
         ttl_deletes="soft",
     )
     (defaults,) = parse_config(spicepod({}), Path("/s/spicepod.yaml")).datasets
-    assert TypeOptions.for_dataset(defaults, SQLITE) == TypeOptions(support=SQLITE)
+    assert defaults.types == TypeSettings()
 
 
 @pytest.mark.parametrize(
@@ -1100,7 +1154,7 @@ def test_declared_nested_types_are_held_as_each_engine_can(engine: str, mirrors:
         DeclaredColumn("doc", parse_type("STRUCT(city VARCHAR)")),
         DeclaredColumn("nums", parse_type("BIGINT[]")),
     )
-    mirror = mirrors(declared=declared)
+    mirror = mirrors(columns=declared)
     mirror.bootstrap({"pk": {"S": "a"}, "doc": MAP, "nums": {"NS": ["1", "2"]}})
     types = {c.name: c.type for c in mirror.spec.columns}
     expected_doc = {"duckdb": StructType((("city", V), ("zip", N64)))}.get(engine, J)
