@@ -130,11 +130,13 @@ def _file_bodies(chunks: Callable[[], bytes], page_bytes: int) -> Iterator[bytes
             if inflate.eof and inflate.unused_data:
                 chunk = inflate.unused_data
                 inflate = zlib.decompressobj(_GZIP_WBITS)
-        if len(pending) >= page_bytes:
-            cut = pending.rfind(b"\n") + 1
-            if cut:
-                yield bytes(pending[:cut])
-                del pending[:cut]
+        while len(pending) >= page_bytes:
+            # Whole lines up to page_bytes (or the one line longer than that).
+            cut = pending.rfind(b"\n", 0, page_bytes) + 1 or pending.find(b"\n", page_bytes) + 1
+            if not cut:
+                break  # a line longer than a page, not complete yet
+            yield bytes(pending[:cut])
+            del pending[:cut]
     pending += inflate.flush()
     if pending.strip():
         yield bytes(pending)

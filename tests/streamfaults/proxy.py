@@ -120,6 +120,7 @@ class StreamFaultProxy:
         self.requests: Counter[str] = Counter()  # received requests per operation
         self._requests_lock = threading.Lock()
         self._slow_scans: tuple[float, int] | None = None  # (seconds, above this Limit)
+        self._hold_exports = False
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -198,6 +199,11 @@ class StreamFaultProxy:
     def clear_faults(self) -> None:
         self.faults.clear()
         self._slow_scans = None
+
+    def hold_exports(self, hold: bool = True) -> None:
+        """Answer DescribeExport with ExportStatus IN_PROGRESS whatever the emulator says: an
+        export that takes as long as a real one (minutes at least)."""
+        self._hold_exports = hold
 
     def slow_scans(self, seconds: float, above_limit: int) -> None:
         """Hold every Scan asking for more than `above_limit` items (or no Limit) `seconds`
@@ -297,6 +303,11 @@ class StreamFaultProxy:
             return
         except OSError as exc:
             self._send_error(handler, StreamError("InternalServerError", f"upstream: {exc}"))
+            return
+        if status == 200 and self._hold_exports and op == "DescribeExport":
+            answer = json.loads(data)
+            answer["ExportDescription"]["ExportStatus"] = "IN_PROGRESS"
+            self._send_json(handler, answer)
             return
         if status == 200 and target in (
             f"{DYNAMODB_PREFIX}.DescribeTable",
