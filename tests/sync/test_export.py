@@ -417,3 +417,27 @@ def test_a_stopped_read_ends_without_reading_everything(
         for page in pages:
             read += len(page)
     assert read < 4000
+
+
+def test_a_download_lost_mid_file_resumes_where_it_stopped(
+    emulator: Emulator, table_name: str
+) -> None:
+    export = Export(emulator, table_name)
+    export.create_bucket()
+    rng = random.Random(5)
+    items = [rich_item(rng, i) for i in range(3_000)]
+    key = "x/AWSDynamoDB/id/data/0.json.gz"
+    body = gzip_lines(items)
+    export.s3.put_object(Bucket=export.bucket, Key=key, Body=body)
+    assert len(body) > 60_000
+    with StreamFaultProxy(emulator.url, seed=15) as proxy:
+        source = source_settings(proxy.url, table_name)
+        s3 = make_s3_client(source, ExportSettings(export.bucket))
+        proxy.cut_objects(20_000, 30_000)  # the first answer, then the resumed one
+        pages = list(
+            export_pages(s3, export.bucket, [ExportFile(key)], export.stop, export.transient.append)
+        )
+        gets = proxy.requests["GET"]
+    keys = [r["S"] for p in pages for r in p.field("pk").to_pylist()]
+    assert sorted(keys) == [item["pk"]["S"] for item in items]  # each line once
+    assert len(export.transient) == 2 and gets == 3
