@@ -99,8 +99,9 @@ class _ObjectChunks:
                 if self.offset:
                     kwargs["Range"] = f"bytes={self.offset}-"
                 answer = self._s3.get_object(**kwargs)
-                if self._size is None:
-                    self._size = int(answer.get("ContentLength", 0)) or None
+                length = answer.get("ContentLength")
+                # The object's size: a resumed answer holds the rest of it, from offset.
+                self._size = None if length is None else self.offset + int(length)
                 self._body = answer["Body"]
             chunk: bytes = self._body.read(CHUNK_BYTES)
         except Exception as e:  # noqa: BLE001 - every boto error is classified at this boundary

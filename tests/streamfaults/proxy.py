@@ -314,8 +314,9 @@ class StreamFaultProxy:
             sent = self._cut_objects.pop(0)
             handler.send_response(status)
             for key, value in headers:
-                if key.lower() not in ("server", "date"):
+                if key.lower() not in ("server", "date", "content-length"):
                     handler.send_header(key, value)
+            handler.send_header("Content-Length", str(len(data)))  # the whole body's
             handler.end_headers()
             handler.wfile.write(data[:sent])
             handler.wfile.flush()
