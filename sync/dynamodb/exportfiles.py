@@ -139,6 +139,8 @@ def _file_bodies(chunks: Callable[[], bytes], page_bytes: int) -> Iterator[bytes
             yield bytes(pending[:cut])
             del pending[:cut]
     pending += inflate.flush()
+    if not inflate.eof:
+        raise ValueError("the gzip stream ends before its end marker (a truncated file)")
     if pending.strip():
         yield bytes(pending)
 
@@ -184,6 +186,34 @@ def export_pages(
                 continue
         return False
 
+    def read_file(file: ExportFile) -> bool:
+        """Put the file's pages; False when the reading was stopped or cancelled."""
+        source = _ObjectChunks(s3, bucket, file.key)
+        read = partial(retrying, source.read, stop, on_transient, Backoff(), bound)
+        count = 0
+        try:
+            for body in _file_bodies(read, page_bytes):
+                items = parse_export_lines(body)
+                if items is not None:
+                    count += len(items)
+                    if not put(items):
+                        return False
+        except (SyncError, Stopped):
+            raise
+        except Exception as e:  # noqa: BLE001 - a corrupt file ends the load with its name
+            raise ExportFailed(
+                f"reading s3://{bucket}/{file.key}: {type(e).__name__}: {e}", bucket=bucket
+            ) from e
+        finally:
+            source.close()
+        if file.item_count is not None and count != file.item_count:
+            raise ExportFailed(
+                f"s3://{bucket}/{file.key} holds {count} items, its manifest says "
+                f"{file.item_count}",
+                bucket=bucket,
+            )
+        return True
+
     def read_files() -> None:
         try:
             while not (stop.is_set() or cancelled.is_set()):
@@ -191,20 +221,10 @@ def export_pages(
                     file = todo.get_nowait()
                 except queue.Empty:
                     break
-                source = _ObjectChunks(s3, bucket, file.key)
-                try:
-                    read = partial(retrying, source.read, stop, on_transient, Backoff(), bound)
-                    for body in _file_bodies(read, page_bytes):
-                        items = parse_export_lines(body)
-                        if items is not None and not put(items):
-                            return
-                finally:
-                    source.close()
+                if not read_file(file):
+                    return
         except (SyncError, Stopped) as e:
             put(e)
-            return
-        except Exception as e:  # noqa: BLE001 - a corrupt file ends the load with its name
-            put(ExportFailed(f"reading s3://{bucket}/{file.key}: {type(e).__name__}: {e}"))
             return
         put(_DONE)
 

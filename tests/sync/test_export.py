@@ -443,3 +443,19 @@ def test_a_download_lost_mid_file_resumes_where_it_stopped(
     keys = [r["S"] for p in pages for r in p.field("pk").to_pylist()]
     assert sorted(keys) == [item["pk"]["S"] for item in items]  # each line once
     assert len(export.transient) == 2 and gets == 3
+
+
+def test_a_truncated_or_short_file_is_an_error_naming_it(
+    emulator: Emulator, table_name: str
+) -> None:
+    export = Export(emulator, table_name)
+    export.create_bucket()
+    rng = random.Random(9)
+    body = gzip_lines([rich_item(rng, i) for i in range(500)])
+    export.s3.put_object(Bucket=export.bucket, Key="x/data/cut.json.gz", Body=body[:-100])
+    export.s3.put_object(Bucket=export.bucket, Key="x/data/short.json.gz", Body=body)
+
+    with pytest.raises(ExportFailed, match=r"x/data/cut\.json\.gz: ValueError: .*truncated"):
+        list(export.pages([ExportFile("x/data/cut.json.gz")]))
+    with pytest.raises(ExportFailed, match=r"short\.json\.gz holds 500 items, its manifest says"):
+        list(export.pages([ExportFile("x/data/short.json.gz", 501)]))
