@@ -242,15 +242,19 @@ def export_files(
         return retrying(call, stop, on_transient, Backoff(), bound)
 
     root = "/".join(p for p in (export.prefix, "AWSDynamoDB") if p) + "/"
-    summary_key = export.manifest or f"{root}{export.export_id}/manifest-summary.json"
-    summary = attempt(lambda: _get_object(s3, export, summary_key))
-    if summary is not None:
-        files_key = json.loads(summary).get("manifestFilesS3Key") or summary_key.replace(
-            "manifest-summary.json", "manifest-files.json"
-        )
-        lines = attempt(lambda: _get_object(s3, export, files_key, required=True))
-        entries = [json.loads(line) for line in lines.splitlines() if line.strip()]
-        return [ExportFile(e["dataFileS3Key"], int(e.get("itemCount", 0))) for e in entries]
+    # ExportManifest is read as a key of the bucket, else as one under the prefix.
+    summaries = [f"{root}{export.export_id}/manifest-summary.json"]
+    if export.manifest:
+        summaries[:0] = [export.manifest, "/".join((export.prefix, export.manifest))]
+    for summary_key in dict.fromkeys(summaries):
+        summary = attempt(lambda key=summary_key: _get_object(s3, export, key))
+        if summary is not None:
+            files_key = json.loads(summary).get("manifestFilesS3Key") or summary_key.replace(
+                "manifest-summary.json", "manifest-files.json"
+            )
+            lines = attempt(lambda key=files_key: _get_object(s3, export, key, required=True))
+            entries = [json.loads(line) for line in lines.splitlines() if line.strip()]
+            return [_manifest_entry(entry) for entry in entries]
     keys = [
         key
         for key in attempt(lambda: _list_keys(s3, export, root))
@@ -279,6 +283,11 @@ def export_files(
             export_arn=export.arn,
         )
     return files
+
+
+def _manifest_entry(entry: dict[str, Any]) -> ExportFile:
+    count = entry.get("itemCount")
+    return ExportFile(str(entry["dataFileS3Key"]), None if count is None else int(count))
 
 
 def _table_arn(clients: DynamoDBClients, table: str) -> str:

@@ -353,11 +353,14 @@ def gzip_lines(
     return out
 
 
+@pytest.mark.parametrize("manifest", ["key", "under the prefix", "unnamed"])
 def test_files_listed_by_aws_manifests_are_read_in_parallel(
-    emulator: Emulator, table_name: str
+    emulator: Emulator, table_name: str, manifest: str
 ) -> None:
     """The layout AWS writes: manifest-summary.json naming manifest-files.json, which lists
-    the data files (one concatenating gzip members, one without a final newline)."""
+    the data files (one concatenating gzip members, one without a final newline). The
+    summary is found whether DescribeExport names it by key, by its path under the prefix,
+    or not at all (then it is where AWS puts it, under the export's id)."""
     export = Export(emulator, table_name)
     export.create_bucket()
     prefix, export_id = "mirror/exports/t/20261205T000000Z", "01733356800000-abcd1234"
@@ -387,7 +390,11 @@ def test_files_listed_by_aws_manifests_are_read_in_parallel(
         "t",
         export.bucket,
         prefix,
-        manifest=f"{folder}/manifest-summary.json",
+        manifest={
+            "key": f"{folder}/manifest-summary.json",
+            "under the prefix": f"AWSDynamoDB/{export_id}/manifest-summary.json",
+            "unnamed": None,
+        }[manifest],
     )
 
     files = export_files(export.s3, description, export.stop)
