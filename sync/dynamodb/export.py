@@ -168,8 +168,12 @@ def wait_export(
     cap_s = max(settings.poll_interval.total_seconds(), 0.01)
     polls = 0
     while True:
+        # A DescribeExport failing until the deadline ends the wait too.
+        remaining = max(deadline - time.monotonic(), 0.0)
+        elapsed_bound = min(remaining, bound.max_elapsed_s or remaining)
+        poll_bound = RetryBound(bound.max_retries, elapsed_bound, bound.hint)
         export = retrying(
-            lambda: describe_export(clients, export_arn), stop, on_transient, Backoff(), bound
+            lambda: describe_export(clients, export_arn), stop, on_transient, Backoff(), poll_bound
         )
         now = time.monotonic()
         on_progress(

@@ -34,7 +34,7 @@ from sync.dynamodb.export import (
 from sync.dynamodb.exportfiles import ExportFile, export_pages
 from sync.dynamodb.scan import scan_table
 from sync.dynamodb.table import describe_table
-from sync.errors import ExportFailed, SyncError
+from sync.errors import ExportFailed, RetriesExhausted, SyncError
 from sync.retry import Stopped
 from sync.schema import TableSpec
 from sync.settings import AccelerationSettings, ExportSettings, SourceSettings
@@ -466,3 +466,21 @@ def test_a_truncated_or_short_file_is_an_error_naming_it(
         list(export.pages([ExportFile("x/data/cut.json.gz")]))
     with pytest.raises(ExportFailed, match=r"short\.json\.gz holds 500 items, its manifest says"):
         list(export.pages([ExportFile("x/data/short.json.gz", 501)]))
+
+
+def test_polls_failing_until_the_timeout_end_the_wait(
+    emulator: Emulator, ddb: Any, table_name: str
+) -> None:
+    seed(emulator, table_name, 3)
+    enable_pitr(ddb, table_name)
+    with StreamFaultProxy(emulator.url, seed=15) as proxy:
+        export = Export(emulator, table_name, proxy.url, timeout=timedelta(seconds=1))
+        export.create_bucket()
+        arn = export.request()
+        proxy.force_error("DescribeExport", "ThrottlingException")  # every poll, for good
+        started = time.monotonic()
+        with pytest.raises(RetriesExhausted, match="DescribeExport"):
+            export.wait(arn)
+        elapsed = time.monotonic() - started
+    assert elapsed < 15.0  # within the timeout and one last backoff (capped at 10 s)
+    assert export.transient and not export.progress
