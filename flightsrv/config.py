@@ -18,6 +18,7 @@ import yaml
 
 from flightsrv.durations import parse_duration
 from flightsrv.secrets import SecretError, load_secrets
+from sync import settings as sync_settings
 from sync.accelerators import engine_names, engine_spec
 from sync.accelerators.spec import Connection, EngineSpec, ParamError
 from sync.dynamodb.golayout import DEFAULT_TIME_FORMAT, compile_layout
@@ -26,7 +27,6 @@ from sync.schema import ColumnType, DeclaredColumn, parse_type
 from sync.settings import (
     AccelerationSettings,
     DatasetSettings,
-    ExportSettings,
     SnapshotPolicy,
     SourceSettings,
 )
@@ -309,8 +309,9 @@ def _initial_load(get: _Getter, where: str) -> dict[str, Any]:
         "dynamodb_replication_initial_snapshot", ("auto", "always", "disabled"), "auto"
     )
     bucket, prefix, region, endpoint = (get.string(k) for k in EXPORT_PARAMS[:4])
-    poll = get.duration(EXPORT_PARAMS[4], ExportSettings.poll_interval)
-    timeout = get.duration(EXPORT_PARAMS[5], ExportSettings.timeout)
+    settings = sync_settings.ExportSettings
+    poll = get.duration(EXPORT_PARAMS[4], settings.poll_interval)  # the class holds defaults
+    timeout = get.duration(EXPORT_PARAMS[5], settings.timeout)
     if initial_load == "scan":
         given = [k for k in EXPORT_PARAMS if get._mapping.get(k) is not None]
         if given:
@@ -335,7 +336,7 @@ def _initial_load(get: _Getter, where: str) -> dict[str, Any]:
     for key, value in ((EXPORT_PARAMS[4], poll), (EXPORT_PARAMS[5], timeout)):
         if value <= timedelta(0):
             raise ConfigError(f"{where}.{key}: must be longer than 0")
-    export = ExportSettings(bucket, (prefix or "").strip("/"), region, endpoint, poll, timeout)
+    export = settings(bucket, (prefix or "").strip("/"), region, endpoint, poll, timeout)
     return {"initial_load": initial_load, "export": export, "initial_snapshot": snapshot}
 
 

@@ -120,7 +120,8 @@ def request_export(
         lambda: _check_bucket(s3, settings.bucket, table), stop, on_transient, Backoff(), bound
     )
     folder = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    prefix = "/".join(p for p in (settings.prefix.strip("/"), table, folder) if p)
+    name = _table_name(table_arn)
+    prefix = "/".join(p for p in (settings.prefix.strip("/"), name, folder) if p)
     kwargs: dict[str, Any] = {
         "TableArn": table_arn,
         "S3Bucket": settings.bucket,
@@ -214,7 +215,7 @@ def describe_export(clients: DynamoDBClients, export_arn: str) -> ExportDescript
     return ExportDescription(
         arn=export_arn,
         status=str(raw.get("ExportStatus", "")),
-        table=table_arn.split(":table/", 1)[-1].split("/", 1)[0],
+        table=_table_name(table_arn),
         bucket=str(raw.get("S3Bucket", "")),
         prefix=str(raw.get("S3Prefix") or "").strip("/"),
         manifest=raw.get("ExportManifest") or None,
@@ -287,6 +288,10 @@ def export_files(
             export_arn=export.arn,
         )
     return files
+
+
+def _table_name(table_arn: str) -> str:
+    return table_arn.split(":table/", 1)[-1].split("/", 1)[0]
 
 
 def _manifest_entry(entry: dict[str, Any]) -> ExportFile:
