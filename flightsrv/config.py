@@ -18,6 +18,7 @@ import yaml
 
 from flightsrv.durations import parse_duration
 from flightsrv.secrets import SecretError, load_secrets
+from sync import settings as sync_settings
 from sync.accelerators import engine_names, engine_spec
 from sync.accelerators.spec import Connection, EngineSpec, ParamError
 from sync.dynamodb.golayout import compile_layout
@@ -293,6 +294,56 @@ def _check_snapshot_policy(
         )
 
 
+EXPORT_PARAMS = (
+    "dynamodb_export_s3_bucket",
+    "dynamodb_export_s3_prefix",
+    "dynamodb_export_s3_region",
+    "dynamodb_export_s3_endpoint",
+    "dynamodb_export_poll_interval",
+    "dynamodb_export_timeout",
+)
+
+
+def _initial_load(get: _Getter, where: str) -> dict[str, Any]:
+    """How the table is first loaded: ``dynamodb_initial_load`` (scan, export, auto), the
+    ``dynamodb_export_*`` params of an export, and Spice's
+    ``dynamodb_replication_initial_snapshot``."""
+    initial_load = get.choice("dynamodb_initial_load", ("scan", "export", "auto"), "scan")
+    snapshot = get.choice(
+        "dynamodb_replication_initial_snapshot", ("auto", "always", "disabled"), "auto"
+    )
+    bucket, prefix, region, endpoint = (get.string(k) for k in EXPORT_PARAMS[:4])
+    settings = sync_settings.ExportSettings
+    poll = get.duration(EXPORT_PARAMS[4], settings.poll_interval)  # the class holds defaults
+    timeout = get.duration(EXPORT_PARAMS[5], settings.timeout)
+    if initial_load == "scan":
+        given = [k for k in EXPORT_PARAMS if get._mapping.get(k) is not None]
+        if given:
+            raise ConfigError(
+                f"{where}.{given[0]}: only used with dynamodb_initial_load: export or auto"
+            )
+        return {"initial_load": initial_load, "initial_snapshot": snapshot}
+    if not bucket:
+        raise ConfigError(
+            f"{where}.dynamodb_export_s3_bucket: required when dynamodb_initial_load is "
+            f"{initial_load!r} (the S3 bucket the table is exported to)"
+        )
+    if bucket.startswith("s3://") or "/" in bucket:
+        raise ConfigError(
+            f"{where}.dynamodb_export_s3_bucket: expected a bucket name alone, got {bucket!r} "
+            "(the folder goes in dynamodb_export_s3_prefix)"
+        )
+    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise ConfigError(
+            f"{where}.dynamodb_export_s3_endpoint: expected an http(s):// URL, got {endpoint!r}"
+        )
+    for key, value in ((EXPORT_PARAMS[4], poll), (EXPORT_PARAMS[5], timeout)):
+        if value <= timedelta(0):
+            raise ConfigError(f"{where}.{key}: must be longer than 0")
+    export = settings(bucket, (prefix or "").strip("/"), region, endpoint, poll, timeout)
+    return {"initial_load": initial_load, "export": export, "initial_snapshot": snapshot}
+
+
 def _dataset_metrics(raw: Any, where: str) -> frozenset[str]:
     """Spice's ``metrics:`` list of a dataset: ``- name: <metric>`` (``enabled: false`` skips)."""
     if raw is None:
@@ -462,6 +513,7 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
         scan_interval=get.duration("scan_interval", timedelta(seconds=1)),
         ready_lag=get.duration("ready_lag", timedelta(seconds=2)),
         scan_segments=get.segments("scan_segments"),
+        **_initial_load(get, f"{where}: params"),
         schema_infer_max_records=get.positive_int("schema_infer_max_records", 10),
         retention_behavior=get.choice(  # type: ignore[arg-type]
             "lag_exceeds_shard_retention_behavior", RETENTION_BEHAVIORS, "error"

@@ -45,6 +45,31 @@ class PermanentError(SyncError):
     """Access denied, table or stream gone, bad configuration: the dataset goes to error."""
 
 
+class ExportFailed(PermanentError):
+    """An initial load by S3 export cannot be done: point-in-time recovery off, the bucket
+    missing or denied, the export failed or did not finish in time. The dataset goes to
+    error, or loads with a Scan instead when ``dynamodb_initial_load`` is ``auto``.
+
+    The context is kept as attributes: ``table``, ``bucket``, ``export_arn`` and ``code`` (the
+    AWS error code or the export's FailureCode).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        table: str | None = None,
+        bucket: str | None = None,
+        export_arn: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.table = table
+        self.bucket = bucket
+        self.export_arn = export_arn
+        self.code = code
+
+
 class RetriesExhausted(PermanentError):
     """One request kept failing past its retry bound: the dataset goes to error (and tries
     again after ``error_retry_interval``) instead of retrying it forever."""

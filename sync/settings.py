@@ -17,6 +17,8 @@ from sync.accelerators.spec import Mode
 from sync.schema import DeclaredColumn
 
 RetentionBehavior = Literal["error", "ready_before_load", "ready_after_load"]
+InitialLoad = Literal["scan", "export", "auto"]
+InitialSnapshot = Literal["auto", "always", "disabled"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,25 @@ class SnapshotPolicy:
 
 
 @dataclass(frozen=True)
+class ExportSettings:
+    """Where an initial load by S3 export (ExportTableToPointInTime) writes its files, and how
+    long it is waited for.
+
+    ``region`` and ``endpoint_url`` of the S3 bucket default to the dataset's; the files are
+    read with the dataset's credentials (as the snapshot store, it takes none of its own).
+    DescribeExport is polled with a backoff growing up to ``poll_interval``; an export still
+    running after ``timeout`` fails the load (a bootstrap must end within the stream's 24 h).
+    """
+
+    bucket: str
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    poll_interval: timedelta = timedelta(seconds=10)
+    timeout: timedelta = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
 class DatasetSettings:
     """Everything one dataset's sync needs."""
 
@@ -123,6 +144,12 @@ class DatasetSettings:
     ready_lag: timedelta = timedelta(seconds=2)
     scan_segments: int | None = None  # None: sized from the table's item count
     schema_infer_max_records: int = 10
+    # How the table is first loaded (issue 15): a parallel Scan, an S3 export (``export`` set),
+    # or an export falling back to Scan; ``initial_snapshot`` is Spice's
+    # dynamodb_replication_initial_snapshot (disabled: the stream only, no initial load).
+    initial_load: InitialLoad = "scan"
+    export: ExportSettings | None = None
+    initial_snapshot: InitialSnapshot = "auto"
     retention_behavior: RetentionBehavior = "error"
     shard_retention: timedelta = timedelta(hours=24)
     topology_refresh: timedelta = timedelta(seconds=30)

@@ -1,4 +1,4 @@
-"""Bulk parsing of raw DynamoDB JSON response bodies (Scan, GetRecords) into Arrow.
+"""Bulk parsing of raw DynamoDB JSON bodies (Scan, GetRecords, S3 export files) into Arrow.
 
 botocore's own response parser handles about 8,000 stream records/s per core; parsing the raw
 body with pyarrow's JSON reader is ~50x faster and yields columns directly. Attribute values
@@ -94,6 +94,7 @@ def _hint_schema(paths: set[Path]) -> pa.Schema:
 
 _SCAN_HINTS = _StringHints()
 _RECORDS_HINTS = _StringHints()
+_EXPORT_HINTS = _StringHints()
 
 
 def _parse_object(body: bytes, hints: _StringHints) -> pa.Table:
@@ -168,3 +169,16 @@ def parse_scan(body: bytes) -> ScanPage:
         _without_nulls(_scalar(table, "LastEvaluatedKey")),
         _scalar(table, "ScannedCount") or 0,
     )
+
+
+def parse_export_lines(body: bytes) -> pa.StructArray | None:
+    """Items of an S3 export's DYNAMODB_JSON data: whole lines of ``{"Item": {...}}``.
+
+    The items come in the typed form :func:`parse_scan` gives, with the same handling of
+    strings that look like times, so an export loads through the Scan's path unchanged.
+    """
+    table = _EXPORT_HINTS.read(body)
+    if table.num_rows == 0 or "Item" not in table.column_names:
+        return None
+    items = table.column("Item").combine_chunks()
+    return items if pa.types.is_struct(items.type) else None

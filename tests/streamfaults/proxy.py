@@ -120,6 +120,8 @@ class StreamFaultProxy:
         self.requests: Counter[str] = Counter()  # received requests per operation
         self._requests_lock = threading.Lock()
         self._slow_scans: tuple[float, int] | None = None  # (seconds, above this Limit)
+        self._hold_exports = False
+        self._cut_objects: list[int] = []  # S3 GET answers left to cut: bytes sent of each
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -198,6 +200,16 @@ class StreamFaultProxy:
     def clear_faults(self) -> None:
         self.faults.clear()
         self._slow_scans = None
+
+    def hold_exports(self, hold: bool = True) -> None:
+        """Answer DescribeExport with ExportStatus IN_PROGRESS whatever the emulator says: an
+        export that takes as long as a real one (minutes at least)."""
+        self._hold_exports = hold
+
+    def cut_objects(self, *sent: int) -> None:
+        """Cut the next S3 object downloads (GET answered 200 or 206) after ``sent[i]`` bytes
+        of the body, then reset the connection: a download lost mid-object."""
+        self._cut_objects.extend(sent)
 
     def slow_scans(self, seconds: float, above_limit: int) -> None:
         """Hold every Scan asking for more than `above_limit` items (or no Limit) `seconds`
@@ -297,6 +309,23 @@ class StreamFaultProxy:
             return
         except OSError as exc:
             self._send_error(handler, StreamError("InternalServerError", f"upstream: {exc}"))
+            return
+        if handler.command == "GET" and status in (200, 206) and self._cut_objects and not op:
+            sent = self._cut_objects.pop(0)
+            handler.send_response(status)
+            for key, value in headers:
+                if key.lower() not in ("server", "date", "content-length"):
+                    handler.send_header(key, value)
+            handler.send_header("Content-Length", str(len(data)))  # the whole body's
+            handler.end_headers()
+            handler.wfile.write(data[:sent])
+            handler.wfile.flush()
+            handler.reset()
+            return
+        if status == 200 and self._hold_exports and op == "DescribeExport":
+            answer = json.loads(data)
+            answer["ExportDescription"]["ExportStatus"] = "IN_PROGRESS"
+            self._send_json(handler, answer)
             return
         if status == 200 and target in (
             f"{DYNAMODB_PREFIX}.DescribeTable",
