@@ -1,6 +1,6 @@
 """One-off measurement: an S3 export's files read by ``export_pages`` (from the moto server's
 S3 over HTTP) against the same items replayed as Scan pages through ``scan_table``, pages
-alone and loaded into DuckDB by the bootstrap's ``load_scan``.
+alone and loaded into DuckDB by the bootstrap's ``scan_batches`` and ``apply_load``.
 
     .venv/bin/python -m benchmarks.export_replay --items 200000 --files 8 [--server-process]
 
@@ -30,11 +30,12 @@ import pyarrow as pa
 from benchmarks.bodies import item, scan_bodies
 from benchmarks.replay import ReplayScan
 from sync.accelerators.base import open_accelerator
-from sync.bootstrap import load_scan
+from sync.bootstrap import apply_load
 from sync.dynamodb.client import DynamoDBClients
-from sync.dynamodb.convert import TypeOptions
 from sync.dynamodb.exportfiles import ExportFile, export_pages
+from sync.dynamodb.load import scan_batches
 from sync.dynamodb.scan import scan_table
+from sync.dynamodb.typeoptions import TypeOptions
 from sync.schema import Column, ColumnType, TableSpec
 from sync.settings import AccelerationSettings
 from tests.dynamo import CREDENTIALS, REGION, start_emulator
@@ -71,7 +72,8 @@ def count(pages: Iterable[pa.StructArray]) -> int:
 def load(pages: Iterable[pa.StructArray]) -> int:
     with open_accelerator(AccelerationSettings("duckdb", "memory")) as acc:  # type: ignore[arg-type]
         acc.create_table(SPEC)
-        _, loaded = load_scan(acc, "orders", SPEC, pages, TypeOptions(acc.type_support), 10)
+        batches = scan_batches(pages, SPEC, TypeOptions(support=acc.type_support), 10)
+        _, loaded = apply_load(acc, "orders", SPEC, batches)
         return acc.row_count("orders") or loaded
 
 
@@ -125,8 +127,8 @@ def main() -> None:
         n = args.items
         timed(f"export_pages ({args.workers} workers, moto S3)", n, lambda: count(exported()))
         timed("scan_table (2 segments, replayed bodies)", n, lambda: count(scanned()))
-        timed("export_pages -> load_scan -> DuckDB", n, lambda: load(exported()))
-        timed("scan_table -> load_scan -> DuckDB", n, lambda: load(scanned()))
+        timed("export_pages -> apply_load -> DuckDB", n, lambda: load(exported()))
+        timed("scan_table -> apply_load -> DuckDB", n, lambda: load(scanned()))
     finally:
         if emulator is not None:
             emulator.server.stop()

@@ -19,10 +19,9 @@ import pyarrow as pa
 import pytest
 
 from sync.accelerators.base import open_accelerator
-from sync.bootstrap import load_scan
+from sync.bootstrap import apply_load
 from sync.dynamodb import exportfiles
 from sync.dynamodb.client import DynamoDBClients, make_clients
-from sync.dynamodb.convert import TypeOptions
 from sync.dynamodb.export import (
     ExportDescription,
     ExportProgress,
@@ -32,8 +31,10 @@ from sync.dynamodb.export import (
     wait_export,
 )
 from sync.dynamodb.exportfiles import ExportFile, export_pages
+from sync.dynamodb.load import scan_batches
 from sync.dynamodb.scan import scan_table
 from sync.dynamodb.table import describe_table
+from sync.dynamodb.typeoptions import TypeOptions
 from sync.errors import ExportFailed, RetriesExhausted, SyncError
 from sync.retry import Stopped
 from sync.schema import TableSpec
@@ -151,7 +152,8 @@ def load(pages: Iterable[pa.StructArray], spec: TableSpec) -> tuple[TableSpec, l
     """``pages`` loaded by the bootstrap's own load function into a DuckDB table."""
     with open_accelerator(AccelerationSettings("duckdb", "memory")) as acc:  # type: ignore[arg-type]
         acc.create_table(spec)
-        loaded, _ = load_scan(acc, "t", spec, pages, TypeOptions(acc.type_support), 10)
+        batches = scan_batches(pages, spec, TypeOptions(support=acc.type_support), 10)
+        loaded, _ = apply_load(acc, "t", spec, batches)
         rows = acc.query_handle().execute('SELECT * FROM "t" ORDER BY pk').read_all()
     return loaded, rows.to_pylist()
 
