@@ -1,0 +1,156 @@
+"""Read-only queries over one committed file set.
+
+Each query reads the metastore once (one SQLite read transaction: one committed set), then
+runs in a fresh in-memory DuckDB where each table is a view over its Vortex files: the newest
+version of each key wins (by commit number) and tombstones hide their keys. The files never
+change, so the query sees that set to its end, whatever the writer commits meanwhile.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from sync.accelerators import sql
+from sync.accelerators.cayenne import files, metastore
+from sync.accelerators.cayenne.metastore import DataFile, Snapshot
+from sync.accelerators.duckdb import DuckDBQuery, _with_utc, type_name
+from sync.accelerators.query import QueryError, StopSignal
+from sync.changes import OP_COLUMN, Op
+from sync.schema import ColumnType, ListType, SqlType, StructType, TableSpec
+
+SEQ_COLUMN = "_seq"  # the commit that wrote the row; the highest wins per key
+ROWS_PER_BATCH = 64 * 1024
+DUCKDB_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,
+}
+DIALECT = "duckdb"
+
+
+def view_type(type_: SqlType) -> str:
+    """The DuckDB type a column is read as (JSON as its text, as the other engines return it)."""
+    return "VARCHAR" if type_ is ColumnType.JSON else type_name(type_)
+
+
+def cast(name: str, before: SqlType | None, after: SqlType) -> str:
+    """``name`` as written in a file (``before``; None: the file predates the column) read
+    as the table's type now: a widened column converts as DuckDB's ALTER … TYPE would."""
+    column = sql.quote(name)
+    if before is None:
+        return f"CAST(NULL AS {view_type(after)})"
+    if before == after:
+        return column
+    if after in (ColumnType.VARCHAR, ColumnType.JSON):
+        if isinstance(before, ListType | StructType):
+            return f"CAST(to_json({column}) AS VARCHAR)"
+        if before is ColumnType.BLOB:
+            return f"base64({column})"
+    return f"CAST({column} AS {view_type(after)})"
+
+
+def file_view(relation: str, file: DataFile, spec: TableSpec) -> str:
+    """SELECT of one file's rows in the table's current columns, with commit and op."""
+    types = {c.name: c.type for c in file.columns}
+    columns = ", ".join(
+        f"{cast(c.name, types.get(c.name), c.type)} AS {sql.quote(c.name)}" for c in spec.columns
+    )
+    return f"SELECT {SEQ_COLUMN}, {OP_COLUMN}, {columns} FROM {relation}"
+
+
+def table_sql(spec: TableSpec, entries: Sequence[tuple[str, DataFile]], keep_seq: bool) -> str:
+    """The table's rows over ``entries`` (relation name, file): newest version of each key,
+    tombstoned keys left out. ``keep_seq`` keeps the commit column (for compaction)."""
+    names = ", ".join(sql.quote(c) for c in spec.column_names)
+    out = f"{SEQ_COLUMN}, {names}" if keep_seq else names
+    if not entries:
+        empty = ", ".join(
+            f"CAST(NULL AS {view_type(c.type)}) AS {sql.quote(c.name)}" for c in spec.columns
+        )
+        seq = f"CAST(NULL AS BIGINT) AS {SEQ_COLUMN}, " if keep_seq else ""
+        return f"SELECT {seq}{empty} WHERE false"
+    union = " UNION ALL ".join(file_view(rel, f, spec) for rel, f in entries)
+    if len(entries) == 1 and entries[0][1].tombstones == 0:
+        return f"SELECT {out} FROM ({union})"  # one file, keys unique in it: nothing to merge
+    key = ", ".join(sql.quote(k) for k in spec.key)
+    return (
+        f"SELECT {out} FROM (SELECT *, row_number() OVER (PARTITION BY {key} "
+        f"ORDER BY {SEQ_COLUMN} DESC) AS _rn FROM ({union})) "
+        f"WHERE _rn = 1 AND {OP_COLUMN} = {int(Op.UPSERT)}"
+    )
+
+
+def attach_views(db: duckdb.DuckDBPyConnection, data_dir: Path, snapshot: Snapshot) -> int:
+    """Register every file of ``snapshot`` and create one view per table; files opened."""
+    opened = 0
+    for name, spec in snapshot.tables.items():
+        entries = []
+        for file in snapshot.files.get(name, ()):
+            relation = f"_f{file.id}"
+            db.register(relation, files.dataset(data_dir, file.name))
+            entries.append((relation, file))
+            opened += 1
+        db.execute(
+            f"CREATE TEMP VIEW {sql.quote(name)} AS {table_sql(spec, entries, keep_seq=False)}"
+        )
+    return opened
+
+
+class CayenneQueryHandle:
+    """Queries each in their own in-memory DuckDB over the committed files."""
+
+    dialect = DIALECT
+
+    def __init__(self, metadata_dir: Path, data_dir: Path) -> None:
+        self._metadata_dir = metadata_dir
+        self._data_dir = data_dir
+
+    def snapshot(self) -> Snapshot:
+        """The last committed set (a connection per read: handles are made per request)."""
+        con = metastore.connect(self._metadata_dir)
+        try:
+            return metastore.read_snapshot(con)
+        finally:
+            con.close()
+
+    def execute(
+        self, sql_text: str, params: Sequence[object] = (), stop: StopSignal | None = None
+    ) -> pa.RecordBatchReader:
+        return self.start(sql_text, params, stop=stop).reader
+
+    def start(
+        self,
+        sql_text: str,
+        params: Sequence[object] = (),
+        max_batch_rows: int | None = None,
+        stop: StopSignal | None = None,
+    ) -> DuckDBQuery:
+        try:
+            snapshot = self.snapshot()
+        except sqlite3.Error as e:
+            raise QueryError(f"the Cayenne metastore cannot be read: {e}") from e
+        query = DuckDBQuery(duckdb.connect(":memory:", config=DUCKDB_CONFIG))
+        if stop is not None:
+            stop.on_set(query.interrupt)
+        rows = ROWS_PER_BATCH if max_batch_rows is None else min(max_batch_rows, ROWS_PER_BATCH)
+        try:
+            if stop is not None and stop.is_set():
+                raise QueryError("the query was stopped before it started")
+            attach_views(query.cursor, self._data_dir, snapshot)
+            query.cursor.execute("BEGIN TRANSACTION READ ONLY")
+            relation = query.cursor.sql(sql_text, params=list(params) or None)
+            if relation is None:
+                query.reader = pa.RecordBatchReader.from_batches(pa.schema([]), [])
+            else:
+                query.reader = _with_utc(relation.to_arrow_reader(rows))
+        except (duckdb.Error, QueryError, OSError) as e:
+            query.close()
+            raise QueryError(str(e)) from e
+        return query
