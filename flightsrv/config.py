@@ -609,9 +609,7 @@ def _acceleration(raw: Any, name: str, where: str, base: Path) -> AccelerationSe
     values = {key: value for key in spec.params if (value := pget.string(key)) is not None}
     for key in spec.inapplicable_params:
         if pget.string(key) is not None:
-            log.warning(
-                "%s.params.%s: not applicable with engine %s; ignored", where, key, spec.name
-            )
+            log.warning("%s.params.%s: not applicable to %s; ignored", where, key, spec.name)
     pget.reject_rest()
     file = None
     if mode == "file" and spec.file_param:
