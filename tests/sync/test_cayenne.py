@@ -387,3 +387,39 @@ def test_spice_params_are_applied_refused_by_name_or_warned_about(
     with caplog.at_level(logging.WARNING, logger="flightsrv.config"):
         parse_config(pod({"params": {"cayenne_footer_cache_mb": "128"}}), where)
     assert "params.cayenne_footer_cache_mb: not applicable to cayenne" in caplog.text
+
+
+# -- point lookups ----------------------------------------------------------------------------
+
+
+def test_point_lookups_open_only_the_files_whose_key_range_holds_the_key(
+    cayenne: CayenneAccelerator,
+) -> None:
+    spec = spec_of()
+    load(cayenne, spec, [{"pk": "k000", "n": 0}], checkpoint("0"))
+    for page in range(10):  # ten files of disjoint key ranges
+        rows = [{"pk": f"k{page}{i:02}", "n": page} for i in range(100)]
+        cayenne.apply("t", spec, batch(spec, rows, checkpoint(str(page + 1))))
+    cayenne.apply("t", spec, batch(spec, [{"pk": "k512", "n": 99}], checkpoint("11")))
+    handle = cayenne.query_handle()
+
+    def lookup(sql_text: str, *params: object) -> tuple[list[dict[str, Any]], int]:
+        query = handle.start(sql_text, params)
+        try:
+            return query.reader.read_all().to_pylist(), query.files_opened
+        finally:
+            query.close()
+
+    assert lookup('SELECT n FROM "t" WHERE pk = ?', "k305") == ([{"n": 3}], 1)
+    assert lookup("SELECT n FROM t WHERE pk = 'k512'") == ([{"n": 99}], 2)  # and its update
+    assert (
+        lookup('SELECT pk FROM "t" AS x WHERE x.pk IN ($1, $2) ORDER BY pk', "k101", "k901")[1] == 2
+    )
+    assert lookup("SELECT n FROM t WHERE pk = 'zzz'") == ([], 0)
+    # Shapes that are not a plain lookup read every file, and still answer right.
+    assert lookup("SELECT count(*) AS c FROM t WHERE pk = 'k305' OR pk = 'k512'") == (
+        [{"c": 2}],
+        12,
+    )
+    both = "SELECT a.n FROM t AS a JOIN t AS b ON a.pk = b.pk WHERE a.pk = 'k512'"
+    assert lookup(both) == ([{"n": 99}], 12)

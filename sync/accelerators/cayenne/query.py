@@ -9,7 +9,7 @@ change, so the query sees that set to its end, whatever the writer commits meanw
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
@@ -18,6 +18,7 @@ import pyarrow as pa
 from sync.accelerators import sql
 from sync.accelerators.cayenne import files, metastore
 from sync.accelerators.cayenne.metastore import DataFile, Snapshot
+from sync.accelerators.cayenne.prune import may_hold, pinned_keys
 from sync.accelerators.duckdb import DuckDBQuery, _with_utc, type_name
 from sync.accelerators.query import QueryError, StopSignal
 from sync.changes import OP_COLUMN, Op
@@ -87,12 +88,24 @@ def table_sql(spec: TableSpec, entries: Sequence[tuple[str, DataFile]], keep_seq
     )
 
 
-def attach_views(db: duckdb.DuckDBPyConnection, data_dir: Path, snapshot: Snapshot) -> int:
-    """Register every file of ``snapshot`` and create one view per table; files opened."""
+def attach_views(
+    db: duckdb.DuckDBPyConnection,
+    data_dir: Path,
+    snapshot: Snapshot,
+    pinned: Mapping[str, Sequence[object]] | None = None,
+) -> int:
+    """Register the files of ``snapshot`` and create one view per table; files opened.
+
+    A table in ``pinned`` (a point lookup: first key column → values) gets only the files
+    whose key range holds one of the values.
+    """
     opened = 0
     for name, spec in snapshot.tables.items():
         entries = []
+        values = (pinned or {}).get(name)
         for file in snapshot.files.get(name, ()):
+            if values is not None and not may_hold(file, values):
+                continue
             relation = f"_f{file.id}"
             db.register(relation, files.dataset(data_dir, file.name))
             entries.append((relation, file))
@@ -101,6 +114,12 @@ def attach_views(db: duckdb.DuckDBPyConnection, data_dir: Path, snapshot: Snapsh
             f"CREATE TEMP VIEW {sql.quote(name)} AS {table_sql(spec, entries, keep_seq=False)}"
         )
     return opened
+
+
+class CayenneQuery(DuckDBQuery):
+    """A statement on its own in-memory DuckDB; ``files_opened`` counts the files it reads."""
+
+    files_opened = 0
 
 
 class CayenneQueryHandle:
@@ -131,19 +150,21 @@ class CayenneQueryHandle:
         params: Sequence[object] = (),
         max_batch_rows: int | None = None,
         stop: StopSignal | None = None,
-    ) -> DuckDBQuery:
+    ) -> CayenneQuery:
         try:
             snapshot = self.snapshot()
         except sqlite3.Error as e:
             raise QueryError(f"the Cayenne metastore cannot be read: {e}") from e
-        query = DuckDBQuery(duckdb.connect(":memory:", config=DUCKDB_CONFIG))
+        query = CayenneQuery(duckdb.connect(":memory:", config=DUCKDB_CONFIG))
         if stop is not None:
             stop.on_set(query.interrupt)
         rows = ROWS_PER_BATCH if max_batch_rows is None else min(max_batch_rows, ROWS_PER_BATCH)
         try:
             if stop is not None and stop.is_set():
                 raise QueryError("the query was stopped before it started")
-            attach_views(query.cursor, self._data_dir, snapshot)
+            first_keys = {name: spec.key[0] for name, spec in snapshot.tables.items()}
+            pinned = pinned_keys(sql_text, params, first_keys)
+            query.files_opened = attach_views(query.cursor, self._data_dir, snapshot, pinned)
             query.cursor.execute("BEGIN TRANSACTION READ ONLY")
             relation = query.cursor.sql(sql_text, params=list(params) or None)
             if relation is None:
