@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as pads
-import vortex
+
+try:
+    import vortex
+except ImportError as e:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "engine: cayenne needs the vortex-data package: pip install 'dynamirror[cayenne]'"
+    ) from e
 
 SUFFIX = ".vortex"
 TEMP_SUFFIX = ".tmp"
