@@ -32,6 +32,7 @@ from sync.accelerators.cayenne.query import (
     table_sql,
 )
 from sync.accelerators.cayenne.spec import SPEC, options
+from sync.accelerators.query import QueryError
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
 from sync.schema import TableSpec
 from sync.settings import AccelerationSettings
@@ -78,6 +79,8 @@ class CayenneAccelerator:
         self._write_lock = threading.Lock()
         self._closed = False
         self._con = metastore.connect(self._metadata_dir)
+        self._duck = duckdb.connect(":memory:", config=DUCKDB_CONFIG)  # queries' cursors
+        self._duck_lock = threading.Lock()
         self._stop = threading.Event()
         self._compactor: threading.Thread | None = None
         self.compactions = 0  # merges committed, for status and tests
@@ -115,7 +118,13 @@ class CayenneAccelerator:
         return int(reader.read_all()["c"][0].as_py())
 
     def query_handle(self) -> CayenneQueryHandle:
-        return CayenneQueryHandle(self._metadata_dir, self._data_dir)
+        return CayenneQueryHandle(self._metadata_dir, self._data_dir, self._cursor)
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._duck_lock:
+            if self._closed:
+                raise QueryError("the accelerator is closed")
+            return self._duck.cursor()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -189,7 +198,9 @@ class CayenneAccelerator:
             else:
                 arrays.append(pa.nulls(rows.num_rows, kind))
             fields.append(pa.field(column.name, kind))
+        # Sorted by key: Vortex's per-chunk min/max then skip most of a file in a lookup.
         table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        table = table.sort_by([(k, "ascending") for k in spec.key])
         name, size = files.write(self._data_dir, table)
         low, high = _key_range(table.column(spec.key[0]))
         tombstones = pc.sum(pc.equal(table.column(OP_COLUMN), int(Op.DELETE))).as_py() or 0
@@ -216,7 +227,8 @@ class CayenneAccelerator:
                 entries.append((f"_f{file.id}", file))
             merged = db.sql(
                 f"SELECT {SEQ_COLUMN}, CAST({int(Op.UPSERT)} AS TINYINT) AS {OP_COLUMN}, * "
-                f"EXCLUDE ({SEQ_COLUMN}) FROM ({table_sql(spec, entries, keep_seq=True)})"
+                f"EXCLUDE ({SEQ_COLUMN}) FROM ({table_sql(spec, entries, keep_seq=True)}) "
+                f"ORDER BY {', '.join(sql.quote(k) for k in spec.key)}"
             ).to_arrow_table()
         finally:
             db.close()
@@ -282,9 +294,11 @@ class CayenneAccelerator:
         self._stop.set()
         if self._compactor is not None:
             self._compactor.join(30)
-        with self._write_lock:
+        with self._duck_lock:
             self._closed = True
+        with self._write_lock:
             self._con.close()
+            self._duck.close()
             os.close(self._lock_fd)  # releases the writer lock
 
     def __enter__(self) -> CayenneAccelerator:

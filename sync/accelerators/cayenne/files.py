@@ -13,6 +13,7 @@ import pyarrow.dataset as pads
 
 try:
     import vortex
+    import vortex.expr
 except ImportError as e:  # pragma: no cover - depends on the installation
     raise ImportError(
         "engine: cayenne needs the vortex-data package: pip install 'dynamirror[cayenne]'"
@@ -48,6 +49,16 @@ def _fsync(path: Path) -> None:
 def dataset(directory: Path, name: str) -> pads.Dataset:
     """The file as an Arrow dataset: DuckDB scans it with projection and filter pushdown."""
     return vortex.open(str(directory / name)).to_dataset()
+
+
+def lookup(directory: Path, name: str, column: str, values: list[str] | list[int]) -> pa.Table:
+    """The rows of the file whose ``column`` is one of ``values``, filtered by Vortex itself
+    (its per-chunk statistics skip most of the file)."""
+    predicate = None
+    for value in values:
+        test = vortex.expr.column(column) == value
+        predicate = test if predicate is None else vortex.expr.or_(predicate, test)
+    return vortex.open(str(directory / name)).to_arrow(expr=predicate).read_all()
 
 
 def remove_unregistered(directory: Path, registered: set[str]) -> list[str]:

@@ -1,19 +1,21 @@
 """Read-only queries over one committed file set.
 
 Each query reads the metastore once (one SQLite read transaction: one committed set), then
-runs in a fresh in-memory DuckDB where each table is a view over its Vortex files: the newest
-version of each key wins (by commit number) and tombstones hide their keys. The files never
-change, so the query sees that set to its end, whatever the writer commits meanwhile.
+runs on a new connection of an in-memory DuckDB where each table is a view over its Vortex
+files: the newest version of each key wins (by commit number) and tombstones hide their keys.
+The files never change, so the query sees that set to its end, whatever the writer commits
+meanwhile.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pads
 
 from sync.accelerators import sql
 from sync.accelerators.cayenne import files, metastore
@@ -107,13 +109,28 @@ def attach_views(
             if values is not None and not may_hold(file, values):
                 continue
             relation = f"_f{file.id}"
-            db.register(relation, files.dataset(data_dir, file.name))
+            db.register(relation, _relation(data_dir, file, spec.key[0], values))
             entries.append((relation, file))
             opened += 1
         db.execute(
             f"CREATE TEMP VIEW {sql.quote(name)} AS {table_sql(spec, entries, keep_seq=False)}"
         )
     return opened
+
+
+def _relation(
+    data_dir: Path, file: DataFile, key: str, values: Sequence[object] | None
+) -> pads.Dataset | pa.Table:
+    """What a view reads of ``file``: for a point lookup on text or integer keys, only the
+    rows of those keys (Vortex filters them far faster than a scan through DuckDB); else the
+    whole file as a dataset."""
+    kind = next((c.type for c in file.columns if c.name == key), None)
+    if values:
+        if kind is ColumnType.VARCHAR and all(type(v) is str for v in values):
+            return files.lookup(data_dir, file.name, key, [str(v) for v in values])
+        if kind is ColumnType.BIGINT and all(type(v) is int for v in values):
+            return files.lookup(data_dir, file.name, key, [v for v in values if type(v) is int])
+    return files.dataset(data_dir, file.name)
 
 
 class CayenneQuery(DuckDBQuery):
@@ -127,9 +144,17 @@ class CayenneQueryHandle:
 
     dialect = DIALECT
 
-    def __init__(self, metadata_dir: Path, data_dir: Path) -> None:
+    def __init__(
+        self,
+        metadata_dir: Path,
+        data_dir: Path,
+        connect: Callable[[], duckdb.DuckDBPyConnection] | None = None,
+    ) -> None:
         self._metadata_dir = metadata_dir
         self._data_dir = data_dir
+        # A new connection per query (its views and registrations are its own): a cursor of
+        # the accelerator's in-memory DuckDB, or else a database of its own.
+        self._connect = connect or (lambda: duckdb.connect(":memory:", config=DUCKDB_CONFIG))
 
     def snapshot(self) -> Snapshot:
         """The last committed set (a connection per read: handles are made per request)."""
@@ -155,7 +180,7 @@ class CayenneQueryHandle:
             snapshot = self.snapshot()
         except sqlite3.Error as e:
             raise QueryError(f"the Cayenne metastore cannot be read: {e}") from e
-        query = CayenneQuery(duckdb.connect(":memory:", config=DUCKDB_CONFIG))
+        query = CayenneQuery(self._connect())
         if stop is not None:
             stop.on_set(query.interrupt)
         rows = ROWS_PER_BATCH if max_batch_rows is None else min(max_batch_rows, ROWS_PER_BATCH)
