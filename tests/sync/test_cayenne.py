@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -423,3 +424,46 @@ def test_point_lookups_open_only_the_files_whose_key_range_holds_the_key(
     )
     both = "SELECT a.n FROM t AS a JOIN t AS b ON a.pk = b.pk WHERE a.pk = 'k512'"
     assert lookup(both) == ([{"n": 99}], 12)
+
+
+def test_queries_during_background_compaction_see_whole_batches(root: Path) -> None:
+    busy = settings(
+        root,
+        cayenne_compaction_trigger_files="2",
+        cayenne_compaction_background_interval_ms="10",
+    )
+    # Merged-away files go a second after: queries running then (a few ms each) are done.
+    busy = replace(busy, options={**(busy.options or {}), "retired_grace_ms": "1000"})
+    keys = [f"k{i:04}" for i in range(500)]
+    spec = spec_of()
+    seen: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    with CayenneAccelerator(busy) as cay:
+        load(cay, spec, [{"pk": k, "n": 0} for k in keys], checkpoint("0"))
+        stop = threading.Event()
+
+        def read() -> None:
+            try:
+                while not stop.is_set():
+                    seen.extend(
+                        select(cay, 'SELECT count(*) AS c, min(n) AS lo, max(n) AS hi FROM "t"')
+                    )
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            for version in range(1, 31):
+                rows = [{"pk": k, "n": version} for k in keys]
+                rows += [{OP_COLUMN: int(Op.DELETE), "pk": k} for k in keys[:50]]
+                rows += [{"pk": k, "n": version} for k in keys[:50]]
+                cay.apply("t", spec, batch(spec, rows, checkpoint(str(version))))
+                time.sleep(0.01)
+        finally:
+            stop.set()
+            reader.join(30)
+        assert not errors, errors
+        assert cay.compactions >= 1
+        assert seen and all(r["c"] == len(keys) and r["lo"] == r["hi"] for r in seen), seen
+        assert select(cay, 'SELECT min(n) AS lo, max(n) AS hi FROM "t"') == [{"lo": 30, "hi": 30}]

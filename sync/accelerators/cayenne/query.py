@@ -196,7 +196,7 @@ class CayenneQueryHandle:
                 query.reader = pa.RecordBatchReader.from_batches(pa.schema([]), [])
             else:
                 query.reader = _with_utc(relation.to_arrow_reader(rows))
-        except (duckdb.Error, QueryError, OSError) as e:
+        except (duckdb.Error, QueryError, OSError, RuntimeError) as e:  # Vortex: RuntimeError
             query.close()
             raise QueryError(str(e)) from e
         return query
