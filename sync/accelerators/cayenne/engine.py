@@ -162,7 +162,8 @@ class CayenneAccelerator:
         with self._write_lock:
             self._check_writer()
             seq = self._next_seq
-            written = [self._write(spec, chunk, seq) for chunk in self._chunks(rows)]
+            base = batch.checkpoint is None  # a load's page: its keys are in no other page
+            written = [self._write(spec, chunk, seq, base) for chunk in self._chunks(rows)]
             try:
                 with metastore.transaction(self._con):
                     metastore.put_table(self._con, spec)
@@ -184,7 +185,7 @@ class CayenneAccelerator:
         size = math.ceil(rows.num_rows / pieces)
         return [rows.slice(start, size) for start in range(0, rows.num_rows, size)]
 
-    def _write(self, spec: TableSpec, rows: pa.Table, seq: int) -> NewFile:
+    def _write(self, spec: TableSpec, rows: pa.Table, seq: int, base: bool) -> NewFile:
         """One file of ``rows`` in ``spec``'s columns, each row stamped with commit ``seq``."""
         arrays: list[pa.Array | pa.ChunkedArray] = [
             pa.array([seq] * rows.num_rows, pa.int64()),
@@ -204,7 +205,9 @@ class CayenneAccelerator:
         name, size = files.write(self._data_dir, table)
         low, high = _key_range(table.column(spec.key[0]))
         tombstones = pc.sum(pc.equal(table.column(OP_COLUMN), int(Op.DELETE))).as_py() or 0
-        return NewFile(name, rows.num_rows, spec.columns, tombstones, seq, seq, low, high, size)
+        return NewFile(
+            name, rows.num_rows, spec.columns, tombstones, seq, seq, low, high, size, base
+        )
 
     # -- compaction ------------------------------------------------------------------------
 
@@ -242,7 +245,16 @@ class CayenneAccelerator:
         low, high = _key_range(merged.column(spec.key[0]))
         seqs = [f.min_seq for f in chosen] + [f.max_seq for f in chosen]
         new = NewFile(
-            merged_name, merged.num_rows, spec.columns, 0, min(seqs), max(seqs), low, high, size
+            merged_name,
+            merged.num_rows,
+            spec.columns,
+            0,
+            min(seqs),
+            max(seqs),
+            low,
+            high,
+            size,
+            True,  # each key once, no tombstones: a base file (metastore.DataFile)
         )
         ids = [f.id for f in chosen]
         committed = False

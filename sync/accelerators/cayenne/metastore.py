@@ -30,7 +30,8 @@ _DDL = (
     "CREATE TABLE IF NOT EXISTS cayenne_files ("
     "id INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, name TEXT NOT NULL UNIQUE, "
     "rows INTEGER NOT NULL, columns TEXT NOT NULL, tombstones INTEGER NOT NULL, "
-    "min_seq INTEGER NOT NULL, max_seq INTEGER NOT NULL, min_key, max_key, bytes INTEGER NOT NULL)",
+    "min_seq INTEGER NOT NULL, max_seq INTEGER NOT NULL, min_key, max_key, bytes INTEGER NOT NULL, "
+    "base INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS cayenne_files_table ON cayenne_files (table_name)",
     # Files no longer in any table: deleted once no query can still be reading them.
     "CREATE TABLE IF NOT EXISTS cayenne_retired (name TEXT PRIMARY KEY, retired_at REAL NOT NULL)",
@@ -44,7 +45,9 @@ class DataFile:
     """One immutable Vortex file of a table, as registered.
 
     ``columns`` is the table's columns when it was written (later batches may have added or
-    widened some); ``min_key``/``max_key`` bound the first key column's values in it.
+    widened some); ``min_key``/``max_key`` bound the first key column's values in it. A
+    ``base`` file holds each of its keys once and no tombstones, and no other base file of the
+    table holds those keys: a load's pages (a scan yields each item once) and compactions.
     """
 
     id: int
@@ -58,6 +61,7 @@ class DataFile:
     min_key: Any
     max_key: Any
     bytes: int
+    base: bool
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class NewFile:
     min_key: Any
     max_key: Any
     bytes: int
+    base: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,10 +147,12 @@ def read_snapshot(con: sqlite3.Connection, table: str | None = None) -> Snapshot
         files: dict[str, list[DataFile]] = {name: [] for name in tables}
         for row in con.execute(
             "SELECT id, table_name, name, rows, columns, tombstones, min_seq, max_seq, "
-            f"min_key, max_key, bytes FROM cayenne_files {fwhere} ORDER BY id",
+            f"min_key, max_key, bytes, base FROM cayenne_files {fwhere} ORDER BY id",
             args,
         ):
-            entry = DataFile(row[0], row[1], row[2], row[3], _columns(row[4]), *row[5:])
+            entry = DataFile(
+                row[0], row[1], row[2], row[3], _columns(row[4]), *row[5:11], bool(row[11])
+            )
             files.setdefault(entry.table, []).append(entry)
     return Snapshot(tables, {name: tuple(entries) for name, entries in files.items()})
 
@@ -184,7 +191,7 @@ def drop_table(con: sqlite3.Connection, name: str) -> None:
 def add_file(con: sqlite3.Connection, table: str, file: NewFile) -> None:
     con.execute(
         "INSERT INTO cayenne_files (table_name, name, rows, columns, tombstones, min_seq, "
-        "max_seq, min_key, max_key, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "max_seq, min_key, max_key, bytes, base) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             table,
             file.name,
@@ -196,6 +203,7 @@ def add_file(con: sqlite3.Connection, table: str, file: NewFile) -> None:
             file.min_key,
             file.max_key,
             file.bytes,
+            int(file.base),
         ],
     )
 

@@ -79,10 +79,26 @@ def table_sql(spec: TableSpec, entries: Sequence[tuple[str, DataFile]], keep_seq
         )
         seq = f"CAST(NULL AS BIGINT) AS {SEQ_COLUMN}, " if keep_seq else ""
         return f"SELECT {seq}{empty} WHERE false"
-    union = " UNION ALL ".join(file_view(rel, f, spec) for rel, f in entries)
-    if len(entries) == 1 and entries[0][1].tombstones == 0:
-        return f"SELECT {out} FROM ({union})"  # one file, keys unique in it: nothing to merge
+    base = [(rel, f) for rel, f in entries if f.base]
+    delta = [(rel, f) for rel, f in entries if not f.base]
     key = ", ".join(sql.quote(k) for k in spec.key)
+    if base and (not delta or max(f.max_seq for _, f in base) < min(f.min_seq for _, f in delta)):
+        # Base files hold each key once between them: a row of theirs is current unless a
+        # later (delta) file names its key. An anti-join against the few delta keys costs far
+        # less than ranking every row.
+        rows = " UNION ALL ".join(file_view(rel, f, spec) for rel, f in base)
+        if not delta:
+            return f"SELECT {out} FROM ({rows})"
+        changes = " UNION ALL ".join(file_view(rel, f, spec) for rel, f in delta)
+        match = sql.key_match(spec.key, "_b", "_d")
+        return (
+            f"SELECT {out} FROM ({rows}) AS _b WHERE NOT EXISTS "
+            f"(SELECT 1 FROM ({changes}) AS _d WHERE {match}) UNION ALL "
+            f"SELECT {out} FROM (SELECT *, row_number() OVER (PARTITION BY {key} "
+            f"ORDER BY {SEQ_COLUMN} DESC) AS _rn FROM ({changes})) "
+            f"WHERE _rn = 1 AND {OP_COLUMN} = {int(Op.UPSERT)}"
+        )
+    union = " UNION ALL ".join(file_view(rel, f, spec) for rel, f in entries)
     return (
         f"SELECT {out} FROM (SELECT *, row_number() OVER (PARTITION BY {key} "
         f"ORDER BY {SEQ_COLUMN} DESC) AS _rn FROM ({union})) "
