@@ -24,6 +24,7 @@ import pyarrow as pa
 import pytest
 
 from flightsrv.config import ConfigError, parse_config
+from sync.accelerators import sql
 from sync.accelerators.base import open_accelerator
 from sync.accelerators.cayenne import files, metastore
 from sync.accelerators.cayenne.engine import DATA_DIR, CayenneAccelerator, CayenneError
@@ -179,6 +180,31 @@ def test_kill_9_at_any_instant_leaves_data_and_checkpoint_consistent(
                 writer.stderr.close()
         versions.append(assert_consistent(root, keys))
     assert versions == sorted(versions) and versions[-1] > versions[0]
+
+
+@pytest.mark.slow  # real processes killed four times while they load
+def test_kill_9_during_a_load_leaves_no_table_or_the_whole_one(root: Path) -> None:
+    keys = 40_000
+    outcomes = []
+    for delay in (0.5, 1.0, 1.5, 2.5):  # interpreter start, the load's write, its commit
+        writer = start_writer(root, keys)
+        try:
+            time.sleep(delay)
+        finally:
+            writer.kill()
+            writer.wait(10)
+            if writer.stderr:
+                writer.stderr.close()
+        with CayenneAccelerator(settings(root)) as accelerator:
+            loaded = accelerator.load_checkpoint("t") is not None
+            assert loaded == (accelerator.table_spec("t") is not None)
+        outcomes.append(assert_consistent(root, keys) if loaded else None)
+        with CayenneAccelerator(settings(root)) as accelerator:  # the next round loads anew
+            with metastore.transaction(accelerator._con):
+                metastore.drop_table(accelerator._con, "t")
+                metastore.drop_table(accelerator._con, f"t{STAGING_SUFFIX}")
+                accelerator._con.execute(sql.CHECKPOINT_DELETE, ["t"])
+    assert None in outcomes, "no kill landed before the load committed"
 
 
 def test_files_no_commit_lists_are_removed_on_open(root: Path) -> None:
