@@ -493,3 +493,25 @@ def test_queries_during_background_compaction_see_whole_batches(root: Path) -> N
         assert cay.compactions >= 1
         assert seen and all(r["c"] == len(keys) and r["lo"] == r["hi"] for r in seen), seen
         assert select(cay, 'SELECT min(n) AS lo, max(n) AS hi FROM "t"') == [{"lo": 30, "hi": 30}]
+
+
+def test_few_changes_next_to_a_large_base_merge_among_themselves(
+    cayenne: CayenneAccelerator,
+) -> None:
+    spec = spec_of()
+    load(cayenne, spec, [{"pk": f"k{i:04}", "n": 0} for i in range(1000)], checkpoint("0"))
+    (base,) = cayenne.files_of("t")
+    cayenne.apply("t", spec, batch(spec, [{"pk": "k0001", "n": 1}], checkpoint("1")))
+    gone = [{OP_COLUMN: int(Op.DELETE), "pk": "k0002"}, {"pk": "k0001", "n": 2}]
+    cayenne.apply("t", spec, batch(spec, gone, checkpoint("2")))
+    cayenne.apply("t", spec, batch(spec, [{"pk": "new", "n": 3}], checkpoint("3")))
+    before = select(cayenne, 'SELECT * FROM "t" ORDER BY pk')
+
+    assert cayenne.compact("t")
+
+    kept, merged = cayenne.files_of("t")
+    assert kept == base  # the base file is not rewritten
+    assert (merged.base, merged.rows, merged.tombstones) == (False, 3, 1)  # k0002's kept
+    assert select(cayenne, 'SELECT * FROM "t" ORDER BY pk') == before
+    assert len(before) == 1000 and {"pk": "k0001", "n": 2} in before
+    assert select(cayenne, "SELECT n FROM t WHERE pk = 'k0002'") == []

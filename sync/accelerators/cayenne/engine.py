@@ -29,6 +29,7 @@ from sync.accelerators.cayenne.query import (
     DUCKDB_CONFIG,
     SEQ_COLUMN,
     CayenneQueryHandle,
+    latest_sql,
     table_sql,
 )
 from sync.accelerators.cayenne.spec import SPEC, options
@@ -40,7 +41,9 @@ from sync.settings import AccelerationSettings
 log = logging.getLogger(__name__)
 LOCK_FILE = "writer.lock"
 DATA_DIR = "data"
-RETIRED_GRACE_MS = 60_000  # a retired file outlives the longest query that could read it
+RETIRED_GRACE_MS = 60_000
+# Only the delta files are merged while they hold fewer rows than the base files / this.
+MINOR_RATIO = 10  # a retired file outlives the longest query that could read it
 
 
 class CayenneError(Exception):
@@ -212,27 +215,48 @@ class CayenneAccelerator:
     # -- compaction ------------------------------------------------------------------------
 
     def compact(self, name: str) -> bool:
-        """Merge every file of table ``name`` into one: the newest version of each key, no
-        tombstones (they hid only keys in these files). Commits unless the table's files
-        changed meanwhile (a load swapped in); True if it did. Queries never wait for it."""
+        """Merge files of table ``name``; True if a merge was committed. Queries never wait.
+
+        While the newer (delta) files hold few rows next to the base files, only they are
+        merged, into one delta file (the newest version of each key, tombstones kept: they
+        still hide rows of the base files), so a busy stream does not rewrite the whole table
+        every few batches. Otherwise every file is merged into one base file: the newest
+        version of each key, no tombstones. Nothing commits if the table's files changed
+        meanwhile (a load swapped in).
+        """
         self._check_writer()
         with self._write_lock:
             snapshot = metastore.read_snapshot(self._con, name)
         spec = snapshot.tables.get(name)
-        chosen = snapshot.files.get(name, ())
-        if spec is None or len(chosen) < 2:
+        files_now = snapshot.files.get(name, ())
+        if spec is None or len(files_now) < 2:
             return False
+        base = [f for f in files_now if f.base]
+        delta = [f for f in files_now if not f.base]
+        minor = (
+            len(delta) >= 2
+            and bool(base)
+            and max(f.max_seq for f in base) < min(f.min_seq for f in delta)
+            and sum(f.rows for f in delta) * MINOR_RATIO < sum(f.rows for f in base)
+        )
+        chosen = tuple(delta) if minor else files_now
+        order = ", ".join(sql.quote(k) for k in spec.key)
         db = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
         try:
             entries = []
             for file in chosen:
                 db.register(f"_f{file.id}", files.dataset(self._data_dir, file.name))
                 entries.append((f"_f{file.id}", file))
-            merged = db.sql(
-                f"SELECT {SEQ_COLUMN}, CAST({int(Op.UPSERT)} AS TINYINT) AS {OP_COLUMN}, * "
-                f"EXCLUDE ({SEQ_COLUMN}) FROM ({table_sql(spec, entries, keep_seq=True)}) "
-                f"ORDER BY {', '.join(sql.quote(k) for k in spec.key)}"
-            ).to_arrow_table()
+            if minor:
+                merged = db.sql(
+                    f"SELECT * EXCLUDE (_rn) FROM ({latest_sql(spec, entries)}) ORDER BY {order}"
+                ).to_arrow_table()
+            else:
+                merged = db.sql(
+                    f"SELECT {SEQ_COLUMN}, CAST({int(Op.UPSERT)} AS TINYINT) AS {OP_COLUMN}, * "
+                    f"EXCLUDE ({SEQ_COLUMN}) FROM ({table_sql(spec, entries, keep_seq=True)}) "
+                    f"ORDER BY {order}"
+                ).to_arrow_table()
         finally:
             db.close()
         merged = merged.cast(
@@ -244,17 +268,18 @@ class CayenneAccelerator:
         merged_name, size = files.write(self._data_dir, merged)
         low, high = _key_range(merged.column(spec.key[0]))
         seqs = [f.min_seq for f in chosen] + [f.max_seq for f in chosen]
+        tombstones = pc.sum(pc.equal(merged.column(OP_COLUMN), int(Op.DELETE))).as_py() or 0
         new = NewFile(
             merged_name,
             merged.num_rows,
             spec.columns,
-            0,
+            tombstones,
             min(seqs),
             max(seqs),
             low,
             high,
             size,
-            True,  # each key once, no tombstones: a base file (metastore.DataFile)
+            not minor,  # a full merge holds each key once, no tombstones: a base file
         )
         ids = [f.id for f in chosen]
         committed = False

@@ -68,6 +68,16 @@ def file_view(relation: str, file: DataFile, spec: TableSpec) -> str:
     return f"SELECT {SEQ_COLUMN}, {OP_COLUMN}, {columns} FROM {relation}"
 
 
+def latest_sql(spec: TableSpec, entries: Sequence[tuple[str, DataFile]]) -> str:
+    """The newest row of each key over ``entries``, tombstones kept (with ``_rn``, always 1)."""
+    key = ", ".join(sql.quote(k) for k in spec.key)
+    union = " UNION ALL ".join(file_view(rel, f, spec) for rel, f in entries)
+    return (
+        f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {key} "
+        f"ORDER BY {SEQ_COLUMN} DESC) AS _rn FROM ({union})) WHERE _rn = 1"
+    )
+
+
 def table_sql(spec: TableSpec, entries: Sequence[tuple[str, DataFile]], keep_seq: bool) -> str:
     """The table's rows over ``entries`` (relation name, file): newest version of each key,
     tombstoned keys left out. ``keep_seq`` keeps the commit column (for compaction)."""
