@@ -33,6 +33,7 @@ from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op, ShardPosition
 from sync.pipeline import STAGING_SUFFIX
 from sync.schema import Column, ColumnType, DecimalType, ListType, StructType, TableSpec
 from sync.settings import AccelerationSettings
+from sync.snapshots import LocalStore, restore_newest
 from tests.harness import wait_for
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2024-01-01T00:00:00.000"
@@ -515,3 +516,36 @@ def test_few_changes_next_to_a_large_base_merge_among_themselves(
     assert select(cayenne, 'SELECT * FROM "t" ORDER BY pk') == before
     assert len(before) == 1000 and {"pk": "k0001", "n": 2} in before
     assert select(cayenne, "SELECT n FROM t WHERE pk = 'k0002'") == []
+
+
+# -- snapshots ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("separate_metadata", [False, True], ids=["one-dir", "metadata-dir"])
+def test_a_snapshot_restored_in_place_of_the_directory_opens_with_tables_and_checkpoints(
+    tmp_path: Path, separate_metadata: bool
+) -> None:
+    meta = {"cayenne_metadata_dir": str(tmp_path / "meta")} if separate_metadata else {}
+    source = CayenneAccelerator(settings(tmp_path / "a.cayenne", **meta))
+    with source:
+        spec = spec_of()
+        load(source, spec, [{"pk": f"k{i}", "n": i} for i in range(100)], checkpoint("1"))
+        gone = [{OP_COLUMN: int(Op.DELETE), "pk": "k5"}, {"pk": "k6", "n": 66}]
+        source.apply("t", spec, batch(spec, gone, checkpoint("2")))
+        expected = select(source, 'SELECT * FROM "t" ORDER BY pk')
+        store = LocalStore(tmp_path / "snapshots")
+        snap = tmp_path / "copy.tar"
+        source.snapshot(snap)
+        store.put("b.cayenne", snap)
+
+    target = tmp_path / "restored" / "b.cayenne"
+    restore_meta = {"cayenne_metadata_dir": str(tmp_path / "meta2")} if separate_metadata else {}
+    assert restore_newest(store, target, "warn") is not None
+    assert target.is_file()
+    with CayenneAccelerator(settings(target, **restore_meta)) as restored:
+        assert target.is_dir()
+        assert restored.load_checkpoint("t") == checkpoint("2")
+        assert restored.table_spec("t") == spec
+        assert select(restored, 'SELECT * FROM "t" ORDER BY pk') == expected
+        restored.apply("t", spec, batch(spec, [{"pk": "k7", "n": 77}], checkpoint("3")))
+        assert select(restored, "SELECT n FROM t WHERE pk = 'k7'") == [{"n": 77}]

@@ -12,6 +12,9 @@ import fcntl
 import logging
 import math
 import os
+import shutil
+import sqlite3
+import tarfile
 import threading
 import time
 from dataclasses import replace
@@ -67,6 +70,9 @@ class CayenneAccelerator:
         self._root = settings.file
         self._data_dir = self._root / DATA_DIR
         self._metadata_dir = Path(opts["cayenne_metadata_dir"] or self._root)
+        if self._root.is_file():  # a snapshot restored in the directory's place
+            _unpack(self._root, self._data_dir, self._metadata_dir)
+
         self._target_bytes = int(opts["cayenne_target_file_size_mb"]) * 1024 * 1024
         self._trigger_files = int(opts["cayenne_compaction_trigger_files"])
         self._interval_s = int(opts["cayenne_compaction_background_interval_ms"]) / 1000
@@ -323,6 +329,30 @@ class CayenneAccelerator:
             with metastore.transaction(self._con):
                 metastore.forget(self._con, names)
 
+    # -- snapshots -------------------------------------------------------------------------
+
+    def snapshot(self, dest: Path) -> None:
+        """Write a tar of the metastore (SQLite's online backup) and the files it lists to
+        ``dest``, holding the writer: no batch lands halfway, so tables and checkpoints in the
+        copy agree. Opening a directory path that holds such a tar unpacks it."""
+        self._check_writer()
+        with self._write_lock:
+            backup = dest.with_name(f"{dest.name}.{metastore.FILENAME}")
+            target = sqlite3.connect(backup)
+            try:
+                self._con.backup(target)
+                with metastore.transaction(target, write=False):
+                    live = [r[0] for r in target.execute("SELECT name FROM cayenne_files")]
+            finally:
+                target.close()
+            try:
+                with tarfile.open(dest, "w") as tar:
+                    tar.add(backup, arcname=metastore.FILENAME)
+                    for name in live:
+                        tar.add(self._data_dir / name, arcname=f"{DATA_DIR}/{name}")
+            finally:
+                backup.unlink(missing_ok=True)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -345,6 +375,31 @@ class CayenneAccelerator:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _unpack(archive: Path, data_dir: Path, metadata_dir: Path) -> None:
+    """Unpack a snapshot (see :meth:`CayenneAccelerator.snapshot`) lying at the directory's
+    path. It is unpacked beside, then renamed into place: a crash meanwhile leaves no
+    directory, and the runtime restores the snapshot again."""
+    root = archive
+    packed = root.with_name(f".{root.name}.snapshot")
+    unpacking = root.with_name(f".{root.name}.unpacking")
+    os.replace(archive, packed)
+    shutil.rmtree(unpacking, ignore_errors=True)
+    with tarfile.open(packed) as tar:
+        members = [
+            m
+            for m in tar.getmembers()
+            if m.isfile() and (m.name == metastore.FILENAME or m.name.startswith(f"{DATA_DIR}/"))
+        ]
+        tar.extractall(unpacking, members=members, filter="data")
+    if metadata_dir.resolve() != root.resolve():
+        metadata_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(unpacking / metastore.FILENAME, metadata_dir / metastore.FILENAME)
+    (unpacking / DATA_DIR).mkdir(exist_ok=True)
+    os.replace(unpacking, root)
+    packed.unlink()
+    log.info("cayenne: unpacked a snapshot into %s", data_dir.parent)
 
 
 def _key_range(column: pa.ChunkedArray) -> tuple[object, object]:
