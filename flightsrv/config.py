@@ -6,6 +6,7 @@ Keys follow Spice's so that a Spice user's file works unchanged. Every problem i
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from sync.settings import (
 )
 from sync.snapshots import SnapshotSettings
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TOP_KEYS = {
@@ -667,6 +669,9 @@ def _acceleration(raw: Any, name: str, where: str, base: Path) -> AccelerationSe
         )
     file_value = pget.string(spec.file_param) if spec.file_param else None
     values = {key: value for key in spec.params if (value := pget.string(key)) is not None}
+    for key in spec.inapplicable_params:
+        if pget.string(key) is not None:
+            log.warning("%s.params.%s: not applicable to %s; ignored", where, key, spec.name)
     pget.reject_rest()
     file = None
     if mode == "file" and spec.file_param:
@@ -674,6 +679,12 @@ def _acceleration(raw: Any, name: str, where: str, base: Path) -> AccelerationSe
         file = file if file.is_absolute() else base / file
     elif file_value:
         raise ConfigError(f"{where}.params.{spec.file_param}: only used with mode: file")
+    if spec.options is not None:
+        try:
+            options = spec.options(values)
+        except ParamError as e:
+            raise ConfigError(f"{where}.params.{e.param}: {e}") from e
+        return AccelerationSettings(spec.name, mode, file, options=options)
     if spec.connection is None:
         return AccelerationSettings(spec.name, mode, file)
     connection = _connection(spec.connection, spec, values, where)

@@ -57,6 +57,8 @@ class AccelerationSettings:
     file: Path | None = None
     connection: Mapping[str, str] | None = field(default=None, hash=False, repr=False)
     reader: Mapping[str, str] | None = field(default=None, hash=False, repr=False)
+    # The engine's own options, as its spec validated them from the params.
+    options: Mapping[str, str] | None = field(default=None, hash=False)
 
     @property
     def location(self) -> str:

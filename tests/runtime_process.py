@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from sync.accelerators import engine_spec
 from tests.dynamo import CREDENTIALS, REGION
 
 
@@ -41,7 +42,9 @@ def dataset_entry(
         assert pg_connection is not None, "engine postgres needs the pg_connection fixture"
         accel_params = {"pg_connection_string": psycopg.conninfo.make_conninfo(**pg_connection)}
     elif mode == "file":
-        accel_params = {f"{engine}_file": f"./data/{name}.{engine}"}
+        file_param = engine_spec(engine).file_param
+        assert file_param is not None
+        accel_params = {file_param: f"./data/{name}.{engine}"}
     else:
         accel_params = {}
     return {

@@ -27,3 +27,16 @@ def test_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "records/s" in result.stdout or "items/s" in result.stdout
+
+
+def test_the_cayenne_benchmark_runs_at_a_tiny_size() -> None:
+    tiny = ["--rows", "3000", "--batches", "2", "--changes", "200", "--lookups", "3"]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cayenne", *tiny, "--no-write"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "point lookup p50 ms (compacted)" in result.stdout

@@ -37,6 +37,7 @@ def source_versions(ddb: Any, table: str) -> dict[str, Any]:
         "duckdb",
         pytest.param("sqlite", marks=pytest.mark.slow),
         pytest.param("postgres", marks=pytest.mark.slow),
+        pytest.param("cayenne", marks=pytest.mark.slow),
     ],
 )
 def test_serves_mirror_over_flight_sql_and_resumes_after_sigterm(

@@ -4,6 +4,7 @@ over HTTP), and used to bootstrap a dataset that starts without its file."""
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ def with_snapshots(runtime: RuntimeProcess, block: dict[str, Any]) -> RuntimePro
     return runtime
 
 
-def snapshot_dataset(table: str, endpoint: str, **params: Any) -> dict[str, Any]:
-    dataset = dataset_entry("orders", table, endpoint, "duckdb", **params)
+def snapshot_dataset(
+    table: str, endpoint: str, engine: str = "duckdb", **params: Any
+) -> dict[str, Any]:
+    dataset = dataset_entry("orders", table, endpoint, engine, **params)
     dataset["acceleration"].update(
         snapshots="enabled", snapshots_trigger="stream_batches", snapshots_trigger_threshold=2
     )
@@ -52,6 +55,7 @@ def run_snapshot_cycle(
     runtimes: list[RuntimeProcess],
     block: dict[str, Any],
     snapshot_count: Any,
+    engine: str = "duckdb",
 ) -> RuntimeProcess:
     """Mirror with snapshots, stop, delete the local file, change the table, start again:
     the second runtime must start from the snapshot, not from a scan."""
@@ -59,7 +63,7 @@ def run_snapshot_cycle(
     create_table(ddb, table)
     for i in range(100):
         ddb.put_item(TableName=table, Item=random_item(rng, f"k{i}", 0))
-    dataset = snapshot_dataset(table, emulator.url)
+    dataset = snapshot_dataset(table, emulator.url, engine)
     first = with_snapshots(RuntimeProcess(tmp_path, [dataset]), block)
     runtimes.append(first.start())
     first.wait_ready()
@@ -69,7 +73,11 @@ def run_snapshot_cycle(
             time.sleep(0.2)  # several stream batches
     wait_for(lambda: snapshot_count() >= 2, what="snapshots after bootstrap and batches")
     assert first.terminate() == 0
-    (tmp_path / "data" / "orders.duckdb").unlink()
+    local = tmp_path / "data" / f"orders.{engine}"
+    if local.is_dir():  # cayenne: a directory of files and its metastore
+        shutil.rmtree(local)
+    else:
+        local.unlink()
     for version in range(61, 101):
         mutate(ddb, table, rng, 120, version)
     second = with_snapshots(RuntimeProcess(tmp_path, [dataset]), block)
@@ -102,6 +110,24 @@ def test_snapshots_to_a_directory_then_bootstrap_from_the_newest(
     assert text.count("bootstrapping from table") == 1, "the restart must not scan the table"
     status = second.datasets()[0]
     assert status["status"] == "ready"
+
+
+def test_cayenne_snapshots_to_a_directory_then_bootstrap_from_the_newest(
+    emulator: Emulator, ddb: Any, table_name: str, tmp_path: Path, runtimes: list[RuntimeProcess]
+) -> None:
+    folder = tmp_path / "snapshots"
+    store = LocalStore(folder)
+    second = run_snapshot_cycle(
+        emulator,
+        ddb,
+        table_name,
+        tmp_path,
+        runtimes,
+        {"enabled": True, "location": str(folder)},
+        lambda: len(store.names("orders.cayenne")),
+        engine="cayenne",
+    )
+    assert second.log.read_text().count("bootstrapping from table") == 1
 
 
 def test_snapshots_to_s3_then_bootstrap_from_the_newest(

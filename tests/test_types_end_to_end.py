@@ -61,10 +61,10 @@ def is_utc_microseconds(kind: pa.DataType) -> bool:
     return kind == pa.timestamp("us", "UTC")  # as GetTables says, whatever the engine
 
 
-# What each engine serves: STRUCT / LIST in DuckDB, arrays of one scalar type in PostgreSQL,
-# JSON text for the rest.
-STRUCTS = {"duckdb"}
-ARRAYS = {"duckdb", "postgres"}
+# What each engine serves: STRUCT / LIST in DuckDB and Cayenne, arrays of one scalar type in
+# PostgreSQL, JSON text for the rest.
+STRUCTS = {"duckdb", "cayenne"}
+ARRAYS = {"duckdb", "postgres", "cayenne"}
 
 
 def fetch(uri: str, sql: str) -> pa.Table:
@@ -80,7 +80,7 @@ def plain(value: Any, arrow: pa.DataType) -> Any:
     return value
 
 
-@pytest.mark.parametrize("engine", ["duckdb", "sqlite", "postgres"])
+@pytest.mark.parametrize("engine", ["duckdb", "sqlite", "postgres", "cayenne"])
 def test_every_type_is_served_with_its_arrow_type_and_the_schema_evolves_while_streaming(
     emulator: Emulator,
     ddb: Any,

@@ -12,6 +12,7 @@ _SPECS = {
     "duckdb": "sync.accelerators.duckdb",
     "sqlite": "sync.accelerators.sqlite",
     "postgres": "sync.accelerators.postgres_spec",
+    "cayenne": "sync.accelerators.cayenne.spec",
 }
 
 
@@ -38,7 +39,8 @@ def engine_spec(name: str) -> EngineSpec:
 
 @cache
 def dialect_spec(dialect: str) -> EngineSpec:
-    """The spec of the engine whose SQL dialect is ``dialect`` (what a query handle reports).
+    """The spec of the engine whose SQL dialect is ``dialect`` (what a query handle reports):
+    the first registered, when several engines query through one (Cayenne through DuckDB).
 
     Raises:
         UnknownEngine: no engine speaks it.

@@ -56,3 +56,8 @@ class EngineSpec:
     # Result column types come from the values (SQLite types a computed column by its first
     # rows), so a result's schema needs the real query, not a LIMIT 0 probe.
     value_typed_results: bool = False
+    # The params given (unset ones left out) → the engine's own options, validated; raises
+    # ParamError naming the refused param.
+    options: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None
+    # Params a Spice user's file may hold that mean nothing here: accepted with a warning.
+    inapplicable_params: tuple[str, ...] = ()

@@ -1,5 +1,5 @@
-"""The accelerator contract, run against every real engine: DuckDB and SQLite (memory and file)
-and a PostgreSQL server.
+"""The accelerator contract, run against every real engine: DuckDB and SQLite (memory and file),
+a PostgreSQL server and Cayenne (Vortex files and a SQLite metastore).
 
 PostgreSQL: ``DYNAMIRROR_TEST_POSTGRES`` (a libpq connection string to the server, default
 ``host=127.0.0.1 port=5432 user=postgres dbname=postgres``); the tests create the database
@@ -30,6 +30,7 @@ import sqlglot
 
 from sync.accelerators import engine_spec
 from sync.accelerators.base import CHECKPOINT_TABLE, Accelerator, open_accelerator
+from sync.accelerators.cayenne.engine import CayenneError
 from sync.accelerators.postgres import positional
 from sync.accelerators.postgres_spec import spicepod_connection
 from sync.accelerators.query import QueryError
@@ -38,9 +39,16 @@ from sync.pipeline import STAGING_SUFFIX
 from sync.schema import Column, ColumnType, TableSpec
 from sync.settings import AccelerationSettings
 
-ENGINES = ["duckdb-memory", "duckdb-file", "sqlite-memory", "sqlite-file", "postgres"]
-PERSISTENT = ["duckdb-file", "sqlite-file", "postgres"]
-ENGINE_ERRORS = (duckdb.Error, sqlite3.Error, psycopg.Error)
+ENGINES = [
+    "duckdb-memory",
+    "duckdb-file",
+    "sqlite-memory",
+    "sqlite-file",
+    "postgres",
+    "cayenne-file",
+]
+PERSISTENT = ["duckdb-file", "sqlite-file", "postgres", "cayenne-file"]
+ENGINE_ERRORS = (duckdb.Error, sqlite3.Error, psycopg.Error, CayenneError)
 TEST_DATABASE = "dynamirror_test"
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2024-01-01T00:00:00.000"
 

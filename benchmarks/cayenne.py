@@ -1,0 +1,219 @@
+"""Cayenne against DuckDB file mode, at the accelerator interface (no runtime, no Flight).
+
+    .venv/bin/python -m benchmarks.cayenne                      # 1,000,000 rows; updates RESULTS.md
+    .venv/bin/python -m benchmarks.cayenne --rows 20000 --no-write   # a quick look
+
+Both engines get the same Arrow batches: a bootstrap of ``--rows`` items in 64k-row pages into
+a staging table swapped in; then ``--batches`` change batches of ``--changes`` records each
+(random keys, one in ten a delete); then a grouped aggregate over the table (median of 3) and
+``--lookups`` point lookups by key through the query handle (p50); then the bytes on disk.
+Cayenne is measured as the changes leave it (one file per batch), during one compaction (point
+lookups on another thread) and after it. Figures are of one run on a shared machine: compare
+the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from benchmarks.common import machine_line, table
+from sync.accelerators.base import open_accelerator
+from sync.accelerators.cayenne.spec import options
+from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op, ShardPosition
+from sync.pipeline import STAGING_SUFFIX
+from sync.schema import Column, ColumnType, TableSpec
+from sync.settings import AccelerationSettings
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+HEADING = "## Cayenne vs DuckDB (accelerator level)"
+PAGE = 64 * 1024
+STATUSES = ["new", "paid", "shipped", "returned", "cancelled"]
+SPEC = TableSpec(
+    "orders",
+    (
+        Column("pk", ColumnType.VARCHAR),
+        Column("qty", ColumnType.BIGINT),
+        Column("price", ColumnType.DOUBLE),
+        Column("status", ColumnType.VARCHAR),
+        Column("version", ColumnType.BIGINT),
+    ),
+    ("pk",),
+)
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000"
+
+
+def rows(keys: list[int], ops: list[int], version: int, rng: random.Random) -> pa.Table:
+    n = len(keys)
+    return pa.table(
+        {
+            OP_COLUMN: pa.array(ops, pa.int8()),
+            "pk": pa.array([f"k{k:09}" for k in keys]),
+            "qty": pa.array([rng.randrange(100) for _ in range(n)], pa.int64()),
+            "price": pa.array([rng.random() * 100 for _ in range(n)], pa.float64()),
+            "status": pa.array([STATUSES[k % 5] for k in keys]),
+            "version": pa.array([version] * n, pa.int64()),
+        }
+    )
+
+
+def at(version: int) -> Checkpoint:
+    return Checkpoint(ARN, (ShardPosition(ARN, "shardId-0001", None, str(version)),))
+
+
+def disk_bytes(path: Path) -> int:
+    if path.is_file():
+        wal = path.with_name(path.name + ".wal")
+        return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def measure(engine: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    path = workdir / f"orders.{engine}"
+    quiet = {"cayenne_compaction_background_interval_ms": "0"}
+    settings = AccelerationSettings(
+        engine, "file", path, options=options(quiet) if engine == "cayenne" else None
+    )
+    rng = random.Random(7)
+    out: dict[str, Any] = {}
+    with open_accelerator(settings) as accelerator:
+        staging = replace(SPEC, name=f"orders{STAGING_SUFFIX}")
+        pages = []
+        for first in range(0, args.rows, PAGE):
+            keys = list(range(first, min(first + PAGE, args.rows)))
+            pages.append(rows(keys, [int(Op.UPSERT)] * len(keys), 0, rng))
+        start = time.perf_counter()
+        accelerator.create_table(staging)
+        for page in pages:
+            accelerator.apply("orders", staging, ChangeBatch(page, None, page.num_rows))
+        accelerator.swap_in("orders", staging, "orders", at(0))
+        out["bootstrap items/s"] = args.rows / (time.perf_counter() - start)
+
+        batches = []
+        for version in range(1, args.batches + 1):
+            keys = [rng.randrange(args.rows) for _ in range(args.changes)]
+            ops = [int(Op.DELETE) if rng.random() < 0.1 else int(Op.UPSERT) for _ in keys]
+            batches.append(ChangeBatch(rows(keys, ops, version, rng), at(version), len(keys)))
+        start = time.perf_counter()
+        for batch in batches:
+            accelerator.apply("orders", SPEC, batch)
+        out["change apply records/s"] = args.batches * args.changes / (time.perf_counter() - start)
+
+        def queries(suffix: str) -> None:
+            handle = accelerator.query_handle()
+            grouped = "SELECT status, count(*), sum(price), avg(qty) FROM orders GROUP BY status"
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                handle.execute(grouped).read_all()
+                times.append(time.perf_counter() - start)
+            out[f"group-by s{suffix}"] = statistics.median(times)
+            times = []
+            for _ in range(args.lookups):
+                key = f"k{rng.randrange(args.rows):09}"
+                start = time.perf_counter()
+                handle.execute("SELECT * FROM orders WHERE pk = ?", [key]).read_all()
+                times.append(time.perf_counter() - start)
+            out[f"point lookup p50 ms{suffix}"] = statistics.median(times) * 1000
+            out[f"disk MB{suffix}"] = disk_bytes(path) / 1e6
+
+        queries("")
+        if engine == "cayenne":
+            # Lookups keep running on another thread while the merge runs: their latency then.
+            during: list[float] = []
+            done = threading.Event()
+
+            def lookups() -> None:
+                handle = accelerator.query_handle()
+                while not done.is_set():
+                    key = f"k{rng.randrange(args.rows):09}"
+                    began = time.perf_counter()
+                    handle.execute("SELECT * FROM orders WHERE pk = ?", [key]).read_all()
+                    during.append(time.perf_counter() - began)
+
+            looker = threading.Thread(target=lookups)
+            looker.start()
+            start = time.perf_counter()
+            try:
+                accelerator.compact("orders")  # type: ignore[attr-defined]
+                out["compaction s"] = time.perf_counter() - start
+            finally:
+                done.set()
+                looker.join(60)
+            out["point lookup p50 ms during compaction"] = statistics.median(during) * 1000
+            queries(" (compacted)")
+    if engine == "cayenne":  # the merged-away files are gone after their grace period
+        out["disk MB (compacted)"] = (
+            sum(
+                f.bytes
+                for f in open_accelerator(settings).files_of("orders")  # type: ignore[attr-defined]
+            )
+            / 1e6
+            + disk_bytes(path / "cayenne.db") / 1e6
+        )
+    return out
+
+
+def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, command: str) -> str:
+    duck, cay = results["duckdb"], results["cayenne"]
+    names = [
+        k
+        for k in cay
+        if k in duck or k.endswith(("(compacted)", "compaction")) or "compaction s" == k
+    ]
+    lines = [
+        HEADING,
+        "",
+        f"`{command}` — {args.rows:,} rows, {args.batches} change batches of "
+        f"{args.changes:,} records, {args.lookups} lookups through the query handle (not ADBC).",
+        "",
+        f"Machine: {machine_line()}.",
+        "",
+    ]
+    body = []
+    for name in names:
+        d = duck.get(name.replace(" (compacted)", "").replace(" during compaction", ""))
+        c = cay[name]
+        ratio = f"{c / d:.2f}×" if d else ""
+        body.append([name, f"{d:,.2f}" if d is not None else "", f"{c:,.2f}", ratio])
+    lines += table(["figure", "duckdb (file)", "cayenne", "cayenne / duckdb"], body)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--changes", type=int, default=10_000)
+    parser.add_argument("--lookups", type=int, default=200)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    command = "python -m benchmarks.cayenne " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for engine in ("duckdb", "cayenne"):
+            results[engine] = measure(engine, Path(workdir), args)
+    text = report(results, args, command.strip())
+    print(text)
+    if not args.no_write:
+        current = RESULTS.read_text() if RESULTS.exists() else ""
+        before, found, after = current.partition(HEADING)
+        rest = after[after.find("\n## ") + 1 :] if found and "\n## " in after else ""
+        RESULTS.write_text(before.rstrip("\n") + "\n\n" + text + ("\n" + rest if rest else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

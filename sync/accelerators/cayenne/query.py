@@ -1,0 +1,228 @@
+"""Read-only queries over one committed file set.
+
+Each query reads the metastore once (one SQLite read transaction: one committed set), then
+runs on a new connection of an in-memory DuckDB where each table is a view over its Vortex
+files: the newest version of each key wins (by commit number) and tombstones hide their keys.
+The files never change, so the query sees that set to its end, whatever the writer commits
+meanwhile.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from sync.accelerators import sql
+from sync.accelerators.cayenne import files, metastore
+from sync.accelerators.cayenne.metastore import DataFile, Snapshot
+from sync.accelerators.cayenne.prune import may_hold, pinned_keys
+from sync.accelerators.duckdb import DuckDBQuery, _with_utc, type_name
+from sync.accelerators.query import QueryError, StopSignal
+from sync.changes import OP_COLUMN, Op
+from sync.schema import ColumnType, ListType, SqlType, StructType, TableSpec
+
+SEQ_COLUMN = "_seq"  # the commit that wrote the row; the highest wins per key
+ROWS_PER_BATCH = 64 * 1024
+DUCKDB_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,
+}
+DIALECT = "duckdb"
+
+
+def view_type(type_: SqlType) -> str:
+    """The DuckDB type a column is read as (JSON as its text, as the other engines return it)."""
+    return "VARCHAR" if type_ is ColumnType.JSON else type_name(type_)
+
+
+def cast(name: str, before: SqlType | None, after: SqlType) -> str:
+    """``name`` as written in a file (``before``; None: the file predates the column) read
+    as the table's type now: a widened column converts as DuckDB's ALTER … TYPE would."""
+    column = sql.quote(name)
+    if before is None:
+        return f"CAST(NULL AS {view_type(after)})"
+    if before == after:
+        return column
+    if after in (ColumnType.VARCHAR, ColumnType.JSON):
+        if isinstance(before, ListType | StructType):
+            return f"CAST(to_json({column}) AS VARCHAR)"
+        if before is ColumnType.BLOB:
+            return f"base64({column})"
+    return f"CAST({column} AS {view_type(after)})"
+
+
+def file_view(relation: str, file: DataFile, spec: TableSpec) -> str:
+    """SELECT of one file's rows in the table's current columns, with commit and op."""
+    types = {c.name: c.type for c in file.columns}
+    columns = ", ".join(
+        f"{cast(c.name, types.get(c.name), c.type)} AS {sql.quote(c.name)}" for c in spec.columns
+    )
+    return f"SELECT {SEQ_COLUMN}, {OP_COLUMN}, {columns} FROM {relation}"
+
+
+def latest_sql(spec: TableSpec, entries: Sequence[tuple[str, DataFile]]) -> str:
+    """The newest row of each key over ``entries``, tombstones kept (with ``_rn``, always 1)."""
+    key = ", ".join(sql.quote(k) for k in spec.key)
+    union = " UNION ALL ".join(file_view(rel, f, spec) for rel, f in entries)
+    return (
+        f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {key} "
+        f"ORDER BY {SEQ_COLUMN} DESC) AS _rn FROM ({union})) WHERE _rn = 1"
+    )
+
+
+def table_sql(spec: TableSpec, entries: Sequence[tuple[str, DataFile]], keep_seq: bool) -> str:
+    """The table's rows over ``entries`` (relation name, file): newest version of each key,
+    tombstoned keys left out. ``keep_seq`` keeps the commit column (for compaction)."""
+    names = ", ".join(sql.quote(c) for c in spec.column_names)
+    out = f"{SEQ_COLUMN}, {names}" if keep_seq else names
+    if not entries:
+        empty = ", ".join(
+            f"CAST(NULL AS {view_type(c.type)}) AS {sql.quote(c.name)}" for c in spec.columns
+        )
+        seq = f"CAST(NULL AS BIGINT) AS {SEQ_COLUMN}, " if keep_seq else ""
+        return f"SELECT {seq}{empty} WHERE false"
+    base = [(rel, f) for rel, f in entries if f.base]
+    delta = [(rel, f) for rel, f in entries if not f.base]
+    key = ", ".join(sql.quote(k) for k in spec.key)
+    if base and (not delta or max(f.max_seq for _, f in base) < min(f.min_seq for _, f in delta)):
+        # Base files hold each key once between them: a row of theirs is current unless a
+        # later (delta) file names its key. An anti-join against the few delta keys costs far
+        # less than ranking every row.
+        rows = " UNION ALL ".join(file_view(rel, f, spec) for rel, f in base)
+        if not delta:
+            return f"SELECT {out} FROM ({rows})"
+        changes = " UNION ALL ".join(file_view(rel, f, spec) for rel, f in delta)
+        match = sql.key_match(spec.key, "_b", "_d")
+        return (
+            f"SELECT {out} FROM ({rows}) AS _b WHERE NOT EXISTS "
+            f"(SELECT 1 FROM ({changes}) AS _d WHERE {match}) UNION ALL "
+            f"SELECT {out} FROM (SELECT *, row_number() OVER (PARTITION BY {key} "
+            f"ORDER BY {SEQ_COLUMN} DESC) AS _rn FROM ({changes})) "
+            f"WHERE _rn = 1 AND {OP_COLUMN} = {int(Op.UPSERT)}"
+        )
+    union = " UNION ALL ".join(file_view(rel, f, spec) for rel, f in entries)
+    return (
+        f"SELECT {out} FROM (SELECT *, row_number() OVER (PARTITION BY {key} "
+        f"ORDER BY {SEQ_COLUMN} DESC) AS _rn FROM ({union})) "
+        f"WHERE _rn = 1 AND {OP_COLUMN} = {int(Op.UPSERT)}"
+    )
+
+
+def attach_views(
+    db: duckdb.DuckDBPyConnection,
+    data_dir: Path,
+    snapshot: Snapshot,
+    pinned: Mapping[str, Sequence[object]] | None = None,
+) -> int:
+    """Register the files of ``snapshot`` and create one view per table; files opened.
+
+    A table in ``pinned`` (a point lookup: first key column → values) gets only the files
+    whose key range holds one of the values.
+    """
+    opened = 0
+    for name, spec in snapshot.tables.items():
+        entries = []
+        values = (pinned or {}).get(name)
+        for file in snapshot.files.get(name, ()):
+            if values is not None and not may_hold(file, values):
+                continue
+            relation = f"_f{file.id}"
+            db.register(relation, _relation(data_dir, file, spec.key[0], values))
+            entries.append((relation, file))
+            opened += 1
+        db.execute(
+            f"CREATE TEMP VIEW {sql.quote(name)} AS {table_sql(spec, entries, keep_seq=False)}"
+        )
+    return opened
+
+
+def _relation(
+    data_dir: Path, file: DataFile, key: str, values: Sequence[object] | None
+) -> pads.Dataset | pa.Table:
+    """What a view reads of ``file``: for a point lookup on text or integer keys, only the
+    rows of those keys (Vortex filters them far faster than a scan through DuckDB); else the
+    whole file as a dataset."""
+    kind = next((c.type for c in file.columns if c.name == key), None)
+    if values:
+        if kind is ColumnType.VARCHAR and all(type(v) is str for v in values):
+            return files.lookup(data_dir, file.name, key, [str(v) for v in values])
+        if kind is ColumnType.BIGINT and all(type(v) is int for v in values):
+            return files.lookup(data_dir, file.name, key, [v for v in values if type(v) is int])
+    return files.dataset(data_dir, file.name)
+
+
+class CayenneQuery(DuckDBQuery):
+    """A statement on its own in-memory DuckDB; ``files_opened`` counts the files it reads."""
+
+    files_opened = 0
+
+
+class CayenneQueryHandle:
+    """Queries each in their own in-memory DuckDB over the committed files."""
+
+    dialect = DIALECT
+
+    def __init__(
+        self,
+        metadata_dir: Path,
+        data_dir: Path,
+        connect: Callable[[], duckdb.DuckDBPyConnection] | None = None,
+    ) -> None:
+        self._metadata_dir = metadata_dir
+        self._data_dir = data_dir
+        # A new connection per query (its views and registrations are its own): a cursor of
+        # the accelerator's in-memory DuckDB, or else a database of its own.
+        self._connect = connect or (lambda: duckdb.connect(":memory:", config=DUCKDB_CONFIG))
+
+    def snapshot(self) -> Snapshot:
+        """The last committed set (a connection per read: handles are made per request)."""
+        con = metastore.connect(self._metadata_dir)
+        try:
+            return metastore.read_snapshot(con)
+        finally:
+            con.close()
+
+    def execute(
+        self, sql_text: str, params: Sequence[object] = (), stop: StopSignal | None = None
+    ) -> pa.RecordBatchReader:
+        return self.start(sql_text, params, stop=stop).reader
+
+    def start(
+        self,
+        sql_text: str,
+        params: Sequence[object] = (),
+        max_batch_rows: int | None = None,
+        stop: StopSignal | None = None,
+    ) -> CayenneQuery:
+        try:
+            snapshot = self.snapshot()
+        except sqlite3.Error as e:
+            raise QueryError(f"the Cayenne metastore cannot be read: {e}") from e
+        query = CayenneQuery(self._connect())
+        if stop is not None:
+            stop.on_set(query.interrupt)
+        rows = ROWS_PER_BATCH if max_batch_rows is None else min(max_batch_rows, ROWS_PER_BATCH)
+        try:
+            if stop is not None and stop.is_set():
+                raise QueryError("the query was stopped before it started")
+            first_keys = {name: spec.key[0] for name, spec in snapshot.tables.items()}
+            pinned = pinned_keys(sql_text, params, first_keys)
+            query.files_opened = attach_views(query.cursor, self._data_dir, snapshot, pinned)
+            query.cursor.execute("BEGIN TRANSACTION READ ONLY")
+            relation = query.cursor.sql(sql_text, params=list(params) or None)
+            if relation is None:
+                query.reader = pa.RecordBatchReader.from_batches(pa.schema([]), [])
+            else:
+                query.reader = _with_utc(relation.to_arrow_reader(rows))
+        except (duckdb.Error, QueryError, OSError, RuntimeError) as e:  # Vortex: RuntimeError
+            query.close()
+            raise QueryError(str(e)) from e
+        return query
