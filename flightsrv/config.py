@@ -325,6 +325,11 @@ def _initial_load(get: _Getter, where: str) -> dict[str, Any]:
                 f"{where}.{given[0]}: only used with dynamodb_initial_load: export or auto"
             )
         return {"initial_load": initial_load, "initial_snapshot": snapshot}
+    if snapshot == "disabled":
+        raise ConfigError(
+            f"{where}.dynamodb_initial_load: {initial_load!r} loads nothing when "
+            "dynamodb_replication_initial_snapshot is 'disabled' (leave it at scan)"
+        )
     if not bucket:
         raise ConfigError(
             f"{where}.dynamodb_export_s3_bucket: required when dynamodb_initial_load is "

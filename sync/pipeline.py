@@ -63,6 +63,8 @@ class DatasetSync:
         self._stop = threading.Event()
         self._refresh = threading.Event()  # a re-bootstrap was asked for (HTTP refresh)
         self._rebootstrap: str | None = None  # "retention" or "refresh" until it is done
+        if settings.initial_snapshot == "always":
+            self._rebootstrap = "refresh"  # a fresh load at every start, swapped in atomically
         self._wake = threading.Event()  # set by stop() and request_refresh(): ends waits
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -191,6 +193,9 @@ class DatasetSync:
         """
         name = self.settings.name
         staging_name = f"{name}{STAGING_SUFFIX}"
+        if self.settings.initial_snapshot == "disabled":
+            self._start_without_load(table, changes, staging_name)
+            return
         # Capture the change log's position first: every change made during the load is
         # replayed.
         started = time.time()
@@ -240,6 +245,25 @@ class DatasetSync:
         )
         self._bootstrap = None  # the scan is over; what follows is the stream's replay
         self._set_state(State.REBOOTSTRAPPING if serve_old else State.CATCHING_UP)
+
+    def _start_without_load(
+        self, table: SourceTable, changes: ChangeStream, staging_name: str
+    ) -> None:
+        """``dynamodb_replication_initial_snapshot: disabled``: an empty table, swapped in with
+        the oldest position the change log holds; the mirror holds what the log replays."""
+        name = self.settings.name
+        captured = changes.capture(None, oldest=True)
+        spec = table.empty_spec(staging_name)
+        self.accelerator.create_table(spec)
+        self.accelerator.swap_in(name, spec, name, captured)
+        self._spec = replace(spec, name=name)
+        self._last_checkpoint_at = time.time()
+        log.info(
+            "dataset %s: no initial load (initial snapshot disabled); replaying the stream "
+            "from its oldest record",
+            name,
+        )
+        self._set_state(State.CATCHING_UP)
 
     def _log_progress(self) -> None:
         p = self._bootstrap

@@ -104,11 +104,12 @@ class ChangeStream(Protocol):
     Used by one thread at a time; :meth:`close` is idempotent.
     """
 
-    def capture(self, watermark: datetime | None) -> Checkpoint:
+    def capture(self, watermark: datetime | None, oldest: bool = False) -> Checkpoint:
         """Position at the log's tip, now, before a load starts; return that position.
 
         Every change made after this call comes in :meth:`rounds`, so changes made while the
-        load runs are replayed on top of it. ``watermark`` is stored in the checkpoint.
+        load runs are replayed on top of it. ``watermark`` is stored in the checkpoint. With
+        ``oldest`` the position is the oldest change the log still holds (no load follows).
         """
         ...
 

@@ -1,5 +1,5 @@
-"""DynamoDB as a ``Source``: DescribeTable, a parallel Scan for the load, the table's stream
-for the changes."""
+"""DynamoDB as a ``Source``: DescribeTable, a parallel Scan or an S3 export for the load, the
+table's stream for the changes."""
 
 from __future__ import annotations
 
@@ -10,15 +10,25 @@ from collections.abc import Generator, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 
+import pyarrow as pa
+
 from sync.changes import ChangeBatch, Checkpoint
 from sync.dynamodb.client import DynamoDBClients, make_clients
+from sync.dynamodb.export import (
+    ExportProgress,
+    export_files,
+    make_s3_client,
+    request_export,
+    wait_export,
+)
+from sync.dynamodb.exportfiles import export_pages
 from sync.dynamodb.load import scan_batches
 from sync.dynamodb.records import stream_rows
 from sync.dynamodb.scan import auto_segments, scan_table
 from sync.dynamodb.stream import StreamReader
 from sync.dynamodb.table import describe_table
 from sync.dynamodb.typeoptions import TypeOptions
-from sync.errors import RetentionExceeded, SyncError
+from sync.errors import ExportFailed, RetentionExceeded, SyncError
 from sync.retry import RetryBound
 from sync.schema import TableSpec, TypeSupport
 from sync.settings import DatasetSettings
@@ -68,8 +78,28 @@ class DynamoDBSource:
     def load(
         self, table: SourceTable, spec: TableSpec, stop: threading.Event
     ) -> Iterator[LoadBatch | LoadProgress]:
+        """The initial load, by ``dynamodb_initial_load``: a parallel Scan, or the files of an
+        S3 export (``export``; ``auto`` falls back to the Scan when the export cannot be made).
+        Either way the pages are batched by :func:`~sync.dynamodb.load.scan_batches`."""
+        pages: Iterator[pa.StructArray] | None = None
+        if self.settings.initial_load != "scan":
+            try:
+                pages = self._export_pages(table, stop)
+            except ExportFailed as e:
+                if self.settings.initial_load == "export":
+                    raise
+                log.warning(
+                    "dataset %s: S3 export not possible, scanning instead: %s",
+                    self.settings.name,
+                    e,
+                )
+        if pages is None:
+            pages = self._scan_pages(table, stop)
+        return scan_batches(pages, spec, self.types, self.settings.schema_infer_max_records)
+
+    def _scan_pages(self, table: SourceTable, stop: threading.Event) -> Iterator[pa.StructArray]:
         """A strongly consistent parallel Scan (``scan_segments``, or one segment per 20,000
-        items), pages batched by :func:`~sync.dynamodb.load.scan_batches`."""
+        items)."""
         segments = self.settings.scan_segments or auto_segments(table.item_count)
         log.info(
             "dataset %s: scanning table %s with %d segments",
@@ -79,7 +109,7 @@ class DynamoDBSource:
         )
         # A page answered within a quarter of the read timeout may grow.
         fast_page_s = self.settings.source.read_timeout_s / 4
-        pages = scan_table(
+        return scan_table(
             self.clients,
             table.name,
             segments,
@@ -88,7 +118,47 @@ class DynamoDBSource:
             fast_page_s,
             self.request_bound,
         )
-        return scan_batches(pages, spec, self.types, self.settings.schema_infer_max_records)
+
+    def _export_pages(self, table: SourceTable, stop: threading.Event) -> Iterator[pa.StructArray]:
+        """Request a full export (the stream position was captured before, so the export holds
+        every write the stream will not replay), wait for it and list its files; the pages
+        are read from S3 in parallel as they are consumed. An export that cannot be made or
+        fails raises :class:`~sync.errors.ExportFailed` before any page is read."""
+        export = self.settings.export
+        assert export is not None, "config requires dynamodb_export_s3_bucket for an export"
+        s3 = make_s3_client(self.settings.source, export)
+        arn = request_export(
+            self.clients, s3, table.name, export, stop, self.count_transient, self.request_bound
+        )
+        log.info(
+            "dataset %s: export %s requested into s3://%s", self.settings.name, arn, export.bucket
+        )
+        last_status: list[str] = []
+
+        def progress(state: ExportProgress) -> None:
+            if last_status != [state.status]:
+                last_status[:] = [state.status]
+                log.info(
+                    "dataset %s: export %s after %.0f s (%s items)",
+                    self.settings.name,
+                    state.status,
+                    state.elapsed_s,
+                    "?" if state.item_count is None else state.item_count,
+                )
+
+        done = wait_export(
+            self.clients, arn, export, stop, progress, self.count_transient, self.request_bound
+        )
+        files = export_files(s3, done, stop, self.count_transient, self.request_bound)
+        log.info(
+            "dataset %s: reading %d export files (%s items)",
+            self.settings.name,
+            len(files),
+            "?" if done.item_count is None else done.item_count,
+        )
+        return export_pages(
+            s3, done.bucket, files, stop, self.count_transient, bound=self.request_bound
+        )
 
     def changes(self, table: SourceTable, stop: threading.Event) -> StreamChanges:
         return StreamChanges(self, table, stop)
@@ -127,9 +197,13 @@ class StreamChanges:
             bound=source.request_bound,
         )
 
-    def capture(self, watermark: datetime | None) -> Checkpoint:
-        """Every open shard at its tip (LATEST iterators taken now); closed shards drained."""
-        self._reader.start_at_latest()
+    def capture(self, watermark: datetime | None, oldest: bool = False) -> Checkpoint:
+        """Every open shard at its tip (LATEST iterators taken now), closed shards drained; or,
+        with ``oldest``, every shard the stream holds from its first record (TRIM_HORIZON)."""
+        if oldest:
+            self._reader.start_at_oldest()
+        else:
+            self._reader.start_at_latest()
         return self._reader.checkpoint(watermark)
 
     def resume(self, checkpoint: Checkpoint) -> None:

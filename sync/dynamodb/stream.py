@@ -127,6 +127,13 @@ class StreamReader:
             self._shards[shard.shard_id] = shard
         self._next_refresh = time.monotonic() + self._refresh_s
 
+    def start_at_oldest(self) -> None:
+        """Position every shard the stream holds, closed ones too, at its oldest record
+        (TRIM_HORIZON): parents are read before their children, as always."""
+        for desc in self._describe():
+            self._shards[desc["ShardId"]] = _Shard(desc["ShardId"], desc.get("ParentShardId"))
+        self._next_refresh = time.monotonic() + self._refresh_s
+
     def resume(self, checkpoint: Checkpoint) -> None:
         """Continue from a stored checkpoint.
 

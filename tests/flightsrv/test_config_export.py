@@ -83,6 +83,15 @@ def test_the_stream_only(tmp_path: Path) -> None:
             "params.dynamodb_replication_initial_snapshot: expected one of auto, always, disabled",
         ),
         (
+            {
+                "dynamodb_initial_load": "export",
+                "dynamodb_export_s3_bucket": "b",
+                "dynamodb_replication_initial_snapshot": "disabled",
+            },
+            "params.dynamodb_initial_load: 'export' loads nothing when "
+            "dynamodb_replication_initial_snapshot is 'disabled'",
+        ),
+        (
             {"dynamodb_export_s3_bucket": "b"},
             "params.dynamodb_export_s3_bucket: only used with dynamodb_initial_load: export",
         ),

@@ -234,8 +234,8 @@ class ListChanges:
         position = ShardPosition(LOG, "0", None, str(self._position))
         return Checkpoint(LOG, (position,), when)
 
-    def capture(self, watermark: datetime | None) -> Checkpoint:
-        self._position = len(self._source.log)
+    def capture(self, watermark: datetime | None, oldest: bool = False) -> Checkpoint:
+        self._position = 0 if oldest else len(self._source.log)
         return self._checkpoint(watermark.timestamp() if watermark else None)
 
     def resume(self, checkpoint: Checkpoint) -> None:
