@@ -13,7 +13,8 @@ import base64
 import binascii
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import pyarrow.flight as flight
 
@@ -25,6 +26,14 @@ _UNAUTHENTICATED = (
     "missing or invalid API key: send 'authorization: Bearer <key>', or a username and the key "
     "as the password"
 )
+
+
+class Headers(Protocol):
+    """Request headers: a plain mapping, or http.server's case-insensitive message."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
 
 
 class ApiKeys:
@@ -45,7 +54,7 @@ class ApiKeys:
             found |= hmac.compare_digest(candidate, key)
         return found
 
-    def http_allowed(self, headers: Mapping[str, str]) -> bool:
+    def http_allowed(self, headers: Headers) -> bool:
         """Whether an HTTP request carries a valid key (``X-API-Key`` or a Bearer token)."""
         if self.valid(_header(headers, API_KEY_HEADER)):
             return True
@@ -53,7 +62,7 @@ class ApiKeys:
         return scheme.lower() == "bearer" and self.valid(credentials.strip())
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def _header(headers: Headers, name: str) -> str | None:
     value = headers.get(name)
     if value is None:  # http.server's headers match case-insensitively, plain dicts do not
         value = next((v for k, v in headers.items() if k.lower() == name), None)

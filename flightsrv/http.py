@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from flightsrv.auth import ApiKeys
+from flightsrv.auth import ApiKeys, Headers
 from sync.pipeline import DatasetSync
 from sync.status import SCANNING, DatasetStatus, State
 
@@ -108,7 +108,7 @@ def _rows(dataset: DatasetSync) -> int | None:
 class Request:
     path: str
     query: dict[str, list[str]]
-    headers: Mapping[str, str]
+    headers: Headers
 
 
 Answer = tuple[int, str, str | bytes]
@@ -148,11 +148,12 @@ class RouteServer:
                     and path not in public
                     and not api_keys.http_allowed(self.headers)
                 ):
-                    code, ctype, body = 401, "text/plain", "Unauthorized: send X-API-Key"
+                    answer: Answer = 401, "text/plain", "Unauthorized: send X-API-Key"
                 elif route is None:
-                    code, ctype, body = 404, "text/plain", f"not found: {url.path}"
+                    answer = 404, "text/plain", f"not found: {url.path}"
                 else:
-                    code, ctype, body = route(Request(path, parse_qs(url.query), self.headers))
+                    answer = route(Request(path, parse_qs(url.query), self.headers))
+                code, ctype, body = answer
                 data = body.encode() if isinstance(body, str) else body
                 self.send_response(code)
                 if code == 401:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -47,7 +47,7 @@ CLIENT_DIALECT = "duckdb"
 
 # Statements that only read. Anything else (DML, DDL, ATTACH, COPY, PRAGMA, SET, EXPLAIN…)
 # is refused, including what sqlglot could not parse and kept as an opaque Command.
-_READ_ROOTS: tuple[type[exp.Expression], ...] = (
+_READ_ROOTS: tuple[type[exp.Expr], ...] = (
     exp.Query,  # SELECT, FROM-first SELECT, UNION/INTERSECT/EXCEPT, parenthesised queries
     exp.Values,
     exp.Describe,
@@ -55,7 +55,7 @@ _READ_ROOTS: tuple[type[exp.Expression], ...] = (
     exp.Pivot,
 )
 # Nodes refused anywhere in the tree (e.g. a data-modifying CTE).
-_WRITE_NODES: tuple[type[exp.Expression], ...] = tuple(
+_WRITE_NODES: tuple[type[exp.Expr], ...] = tuple(
     getattr(exp, name)
     for name in (
         "DML", "DDL", "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter",
@@ -99,7 +99,7 @@ class StatementTooLarge(Exception):
 class CheckedQuery:
     """One read-only statement, its served tables and its parameter count."""
 
-    tree: exp.Expression  # qualifiers of served tables removed; placeholders numbered $1..$n
+    tree: exp.Expr  # qualifiers of served tables removed; placeholders numbered $1..$n
     tables: tuple[str, ...]  # served table names as written (unqualified), first-seen order
     param_count: int
     # A parameter may set a result column's type (``SELECT ?``): the engine types it from the
@@ -137,7 +137,7 @@ class CheckedQuery:
     def _render(self, dialect: str) -> str:
         marker = dialect_spec(dialect).placeholder
 
-        def number(node: exp.Expression) -> exp.Expression:
+        def number(node: exp.Expr) -> exp.Expr:
             if isinstance(node, exp.Placeholder):
                 return exp.Var(this=f"{marker}{node.name}")
             return node
@@ -294,7 +294,7 @@ def _check_shape(sql: str) -> int:
     return tokens
 
 
-def _parse(sql: str, deadline: _Deadline) -> exp.Expression:
+def _parse(sql: str, deadline: _Deadline) -> exp.Expr:
     """The one statement of ``sql``, placeholders numbered; refused unless it only reads."""
     dialect = Dialect.get_or_raise(CLIENT_DIALECT)
     try:
@@ -316,7 +316,7 @@ def _parse(sql: str, deadline: _Deadline) -> exp.Expression:
     return tree
 
 
-def _check_nodes(tree: exp.Expression, deadline: _Deadline) -> frozenset[str]:
+def _check_nodes(tree: exp.Expr, deadline: _Deadline) -> frozenset[str]:
     """Refuse writes and functions outside the allow-lists; return the names of the functions
     sqlglot does not know (the engine gets them as written)."""
     passed_through: set[str] = set()
@@ -357,7 +357,7 @@ def allowed_classes() -> frozenset[type[exp.Func]]:
                 tree = sqlglot.parse_one(f"SELECT {name}({args})", read=CLIENT_DIALECT)
             except SqlglotError:
                 continue
-            if isinstance(tree.selects[0], exp.Anonymous):
+            if isinstance(tree, exp.Select) and isinstance(tree.selects[0], exp.Anonymous):
                 break  # unknown to sqlglot: checked by name
             classes.update(type(n) for n in tree.find_all(exp.Func))
     classes.discard(exp.Anonymous)
@@ -378,13 +378,13 @@ def _func_classes() -> Iterator[type[exp.Func]]:
 _CONDITION_CLAUSES = (exp.Where, exp.Having, exp.Qualify, exp.Order, exp.Limit, exp.Offset)
 
 
-def _in_conditions(tree: exp.Expression) -> set[int]:
+def _in_conditions(tree: exp.Expr) -> set[int]:
     """``id()`` of the placeholders inside a condition clause or a join's ON.
 
     Linear in the tree (a walk up from each placeholder would be quadratic in a long chain of
     ``AND x = ?``); clauses nested in clauses are walked again, as deep as brackets go.
     """
-    clauses: list[exp.Expression] = list(tree.find_all(*_CONDITION_CLAUSES))
+    clauses: list[exp.Expr] = list(tree.find_all(*_CONDITION_CLAUSES))
     clauses += [j.args["on"] for j in tree.find_all(exp.Join) if j.args.get("on")]
     return {id(p) for clause in clauses for p in clause.find_all(exp.Placeholder)}
 
@@ -405,7 +405,7 @@ def _number_placeholders(tokens: list[Token]) -> list[Token]:
         following = tokens[i + 1] if i + 1 < len(tokens) else None
         adjacent = following is not None and following.start == token.end + 1
         if token.token_type == TokenType.PLACEHOLDER and token.text == "?":
-            if adjacent and following.token_type == TokenType.NUMBER:  # ?1
+            if following is not None and adjacent and following.token_type == TokenType.NUMBER:
                 explicit, skip, number = True, True, following.text
             else:
                 positional += 1
@@ -415,7 +415,7 @@ def _number_placeholders(tokens: list[Token]) -> list[Token]:
                 Token(TokenType.NUMBER, number, token.line, token.col, token.end, token.end),
             ]
             continue
-        if token.token_type == TokenType.PARAMETER and adjacent:
+        if token.token_type == TokenType.PARAMETER and following is not None and adjacent:
             if following.token_type != TokenType.NUMBER:  # $1 is fine, $name is not
                 raise SqlSyntaxError(
                     f"named parameter ${following.text} is not supported: use ? or $1, $2…"
@@ -427,7 +427,7 @@ def _number_placeholders(tokens: list[Token]) -> list[Token]:
     return numbered
 
 
-def _served_tables(tree: exp.Expression, catalog_name: str, schema_name: str) -> tuple[str, ...]:
+def _served_tables(tree: exp.Expr, catalog_name: str, schema_name: str) -> tuple[str, ...]:
     """Names of the tables ``tree`` reads; strips ``schema.``/``catalog.schema.`` qualifiers.
 
     A name is a CTE reference only where sqlglot's scopes say that CTE is visible, so a CTE
@@ -464,7 +464,7 @@ def _served_tables(tree: exp.Expression, catalog_name: str, schema_name: str) ->
     return tuple(names.values())
 
 
-def _cte_references(tree: exp.Expression) -> set[int]:
+def _cte_references(tree: exp.Expr) -> set[int]:
     """``id()`` of the Table nodes that name a CTE visible where they appear."""
     tops = [tree] if isinstance(tree, exp.Query) else _outermost_queries(tree)
     defined = {cte.alias.lower() for cte in tree.find_all(exp.CTE)}
@@ -485,7 +485,7 @@ def _cte_references(tree: exp.Expression) -> set[int]:
     return refs
 
 
-def _names_cte(name: str, ctes: dict[str, object]) -> bool:
+def _names_cte(name: str, ctes: Mapping[str, object]) -> bool:
     """Whether ``name`` (known to be some CTE's) is one of ``ctes``, case-insensitively. The
     exact spelling is looked up first: each scope sees every CTE before it, so lowering them
     all for every table would be quadratic in a long WITH."""
@@ -495,7 +495,7 @@ def _names_cte(name: str, ctes: dict[str, object]) -> bool:
     return any(cte.lower() == lowered for cte in ctes)
 
 
-def _outermost_queries(tree: exp.Expression) -> list[exp.Expression]:
+def _outermost_queries(tree: exp.Expr) -> list[exp.Query]:
     return [
         q
         for q in tree.find_all(exp.Query)
@@ -537,7 +537,7 @@ def _context_type(node: exp.Placeholder) -> pa.DataType | None:
     return None
 
 
-def _function_name(node: exp.Expression) -> str:
+def _function_name(node: exp.Expr) -> str:
     if isinstance(node, (exp.Anonymous, exp.AnonymousAggFunc)):
         return str(node.name).lower()
     if isinstance(node, exp.Func):
@@ -545,7 +545,7 @@ def _function_name(node: exp.Expression) -> str:
     return type(node).__name__.lower()
 
 
-def _describe(node: exp.Expression) -> str:
+def _describe(node: exp.Expr) -> str:
     """The statement's leading keyword (DELETE, CREATE, EXPLAIN…), for messages."""
     if isinstance(node, exp.Command):
         return str(node.this).upper()

@@ -5,6 +5,7 @@ The ``*_pb2.py`` modules are generated, committed, and never edited by hand. Reg
 the repository root after changing a ``.proto``::
 
     .venv/bin/python -m grpc_tools.protoc -Iflightsrv/proto --python_out=flightsrv/proto \\
+        --pyi_out=flightsrv/proto \\
         flightsrv/proto/FlightSql.proto flightsrv/proto/FlightActions.proto
 
 The generated code checks the protobuf runtime version when imported: it needs a runtime at least

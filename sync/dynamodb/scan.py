@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -101,7 +102,7 @@ def scan_table(
 
         try:
             while True:
-                page = retrying(lambda key=start_key: call(key), stop, failed, Backoff(), bound)
+                page = retrying(partial(call, start_key), stop, failed, Backoff(), bound)
                 if page.items is not None and not put(page.items):
                     return
                 start_key = page.last_evaluated_key

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import pyarrow.compute as pc
@@ -231,7 +232,7 @@ class StreamReader:
             iterator = shard.iterator
             try:
                 page = retrying(
-                    lambda it=iterator: self._get_records(it, shard.shard_id),
+                    partial(self._get_records, iterator, shard.shard_id),
                     self._stop,
                     self._on_transient,
                     Backoff(),
