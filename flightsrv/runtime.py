@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow.flight as flight
 
@@ -78,7 +79,7 @@ class Runtime:
             middleware: dict[str, flight.ServerMiddlewareFactory] = {
                 "metrics": QueryMetricsMiddleware(self.metrics.queries)
             }
-            security: dict[str, object] = {}
+            security: dict[str, Any] = {}
             if keys is not None:
                 middleware["auth"] = ApiKeyMiddlewareFactory(keys)
                 security["auth_handler"] = HandshakeHandler()

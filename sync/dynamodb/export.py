@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import boto3
@@ -252,12 +253,12 @@ def export_files(
     if export.manifest:
         summaries[:0] = [export.manifest, "/".join((export.prefix, export.manifest))]
     for summary_key in dict.fromkeys(summaries):
-        summary = attempt(lambda key=summary_key: _get_object(s3, export, key))
+        summary = attempt(partial(_get_object, s3, export, summary_key))
         if summary is not None:
             files_key = json.loads(summary).get("manifestFilesS3Key") or summary_key.replace(
                 "manifest-summary.json", "manifest-files.json"
             )
-            lines = attempt(lambda key=files_key: _get_object(s3, export, key, required=True))
+            lines = attempt(partial(_get_object, s3, export, files_key, required=True))
             entries = [json.loads(line) for line in lines.splitlines() if line.strip()]
             return [_manifest_entry(entry) for entry in entries]
     keys = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,7 +40,7 @@ def json_text(attr: pa.StructArray, tags: frozenset[str] | None = None) -> pa.Ar
             parts.append(_json_array(values, lambda items: pc.fill_null(json_text(items), "null")))
         elif tag in TAGS_PLAIN:
             plain = TAGS_PLAIN[tag]
-            parts.append(_json_array(values, lambda items, t=plain: json_scalar(t, items)))
+            parts.append(_json_array(values, partial(json_scalar, plain)))
         else:
             parts.append(json_scalar(tag, values))
     if not parts:

@@ -43,10 +43,10 @@ def evolve_spec(
         changes.append(Column(json_column, ColumnType.JSON))
     if options.settings.ttl_deletes == "soft" and spec.column(DELETED_AT) is None:
         changes.append(Column(DELETED_AT, ColumnType.TIMESTAMP))
-    for declared in options.settings.columns:  # typed ones exist from the start
-        declared_type = options.declared_type(declared.name)
-        if declared_type is not None and spec.column(declared.name) is None:
-            changes.append(Column(declared.name, declared_type))
+    for wanted in options.settings.columns:  # typed ones exist from the start
+        declared_type = options.declared_type(wanted.name)
+        if declared_type is not None and spec.column(wanted.name) is None:
+            changes.append(Column(wanted.name, declared_type))
     images = unnest(images, options.settings.unnest_depth)
     for name in sorted(images.type.names) if images is not None else ():
         existing = spec.column(name) or next((c for c in changes if c.name == name), None)

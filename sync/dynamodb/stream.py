@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -173,7 +173,7 @@ class StreamReader:
 
     # -- polling -----------------------------------------------------------------------------
 
-    def rounds(self) -> Iterator[Poll]:
+    def rounds(self) -> Generator[Poll, None, None]:
         """Poll rounds, one after another. After a round that brought records the next one is
         read (and parsed, which releases the GIL) while the caller applies this one, so a
         lagging stream keeps the network and the engine busy at once; an idle stream is not

@@ -150,8 +150,21 @@ def read_snapshot(con: sqlite3.Connection, table: str | None = None) -> Snapshot
             f"min_key, max_key, bytes, base FROM cayenne_files {fwhere} ORDER BY id",
             args,
         ):
+            fid, owner, file_name, rows, columns, tombstones, min_seq, max_seq = row[:8]
+            min_key, max_key, size, base = row[8:]
             entry = DataFile(
-                row[0], row[1], row[2], row[3], _columns(row[4]), *row[5:11], bool(row[11])
+                fid,
+                owner,
+                file_name,
+                rows,
+                _columns(columns),
+                tombstones,
+                min_seq,
+                max_seq,
+                min_key,
+                max_key,
+                size,
+                bool(base),
             )
             files.setdefault(entry.table, []).append(entry)
     return Snapshot(tables, {name: tuple(entries) for name, entries in files.items()})

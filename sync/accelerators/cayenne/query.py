@@ -28,7 +28,7 @@ from sync.schema import ColumnType, ListType, SqlType, StructType, TableSpec
 
 SEQ_COLUMN = "_seq"  # the commit that wrote the row; the highest wins per key
 ROWS_PER_BATCH = 64 * 1024
-DUCKDB_CONFIG = {
+DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
