@@ -6,8 +6,6 @@ alone and loaded into DuckDB by the bootstrap's ``scan_batches`` and ``apply_loa
 
 ``--server-process`` runs moto in a process of its own, so serving S3 does not share this
 process's GIL (as AWS's S3 does not).
-
-Not part of ``benchmarks.run`` yet: the export load is not wired into the pipeline.
 """
 
 from __future__ import annotations
