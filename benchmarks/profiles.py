@@ -110,7 +110,7 @@ STAGES = {
     "Change apply": {
         PARSE: (("rawparse.py", "parse_get_records"),),
         CONVERT: (("records.py", "stream_rows"),),
-        APPLY: (("accelerators/duckdb.py", "apply"),),
+        APPLY: (("accelerators/sqlengine.py", "apply"),),
     },
     "Bootstrap": {
         PARSE: (("rawparse.py", "parse_scan"),),
@@ -119,7 +119,7 @@ STAGES = {
             ("records.py", "image_rows"),
             ("convert.py", "infer_columns"),
         ),
-        APPLY: (("accelerators/duckdb.py", "apply"),),
+        APPLY: (("accelerators/sqlengine.py", "apply"),),
     },
 }
 

@@ -69,7 +69,7 @@ class SqlAccelerator(ABC, Generic[C]):
     CHECKPOINT_SELECT: ClassVar[str] = sql.CHECKPOINT_SELECT
 
     def __init__(self, spec: EngineSpec) -> None:
-        self.spec = spec
+        self.engine_spec = spec
         self.engine = spec.name
         self.type_support = spec.type_support
         # Tables as committed, so a batch compares specs instead of asking the engine; only the
@@ -149,10 +149,10 @@ class SqlAccelerator(ABC, Generic[C]):
             return self._introspect(cur, name)
 
     def create_table(self, spec: TableSpec) -> None:
-        limit = self.spec.max_identifier_bytes
+        limit = self.engine_spec.max_identifier_bytes
         if limit is not None and len(spec.name.encode()) > limit:
             raise ValueError(
-                f"table name {spec.name!r} is longer than {self.spec.title}'s {limit} bytes"
+                f"table name {spec.name!r} is longer than {self.engine_spec.title}'s {limit} bytes"
             )
         with self._transaction() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
