@@ -15,6 +15,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -287,8 +288,12 @@ class SQLiteAccelerator(SqlAccelerator[sqlite3.Connection]):
         if not change.widen:
             super()._alter(cur, change)
             return
-        # SQLite cannot change a column's declared type: rebuild the table in place.
-        spec = change.wanted
+        # SQLite cannot change a column's declared type: rebuild the table in place (with the
+        # columns it has beyond the wanted ones, at the end).
+        current = self._introspect(cur, change.wanted.name)
+        assert current is not None
+        extra = [c for c in current.columns if change.wanted.column(c.name) is None]
+        spec = replace(change.wanted, columns=change.wanted.columns + tuple(extra))
         table, scratch = sql.quote(spec.name), sql.quote(f"_rebuild_{spec.name}")
         cur.execute(sql.create_table_sql(spec, type_name).replace(table, scratch, 1))
         added = {c.name for c in change.add}
