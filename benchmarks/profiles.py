@@ -113,7 +113,7 @@ STAGES = {
     "Change apply": {
         PARSE: (("rawparse.py", "parse_get_records"),),
         CONVERT: (("records.py", "stream_rows"),),
-        APPLY: (("accelerators/duckdb.py", "apply"),),
+        APPLY: (("accelerators/sqlengine.py", "apply"),),
     },
     "Bootstrap": {
         PARSE: (("rawparse.py", "parse_scan"),),
@@ -122,7 +122,7 @@ STAGES = {
             ("records.py", "image_rows"),
             ("infer.py", "infer_columns"),
         ),
-        APPLY: (("accelerators/duckdb.py", "apply"),),
+        APPLY: (("accelerators/sqlengine.py", "apply"),),
     },
 }
 

@@ -335,3 +335,102 @@ class _TypeParser:
             self.take(")")
             break
         return StructType(tuple(fields))
+
+
+# -- schema changes -------------------------------------------------------------------------
+
+
+class SchemaChangeError(ValueError):
+    """A table cannot become the wanted one by adding columns and widening types."""
+
+
+@dataclass(frozen=True)
+class Widened:
+    """A column whose type widens: every value ``before`` holds, ``after`` holds too."""
+
+    column: str
+    before: SqlType
+    after: SqlType
+
+
+@dataclass(frozen=True)
+class SchemaDiff:
+    """What turns a table into ``wanted``: create it, or add columns and widen types.
+
+    Columns the table has beyond ``wanted`` are kept; columns are never dropped or narrowed.
+    """
+
+    wanted: TableSpec
+    create: bool = False
+    add: tuple[Column, ...] = ()
+    widen: tuple[Widened, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.create or self.add or self.widen)
+
+
+def diff(current: TableSpec | None, wanted: TableSpec) -> SchemaDiff:
+    """The changes that make ``current`` (None: no such table) into ``wanted``.
+
+    Added columns and widened types are listed in ``wanted``'s column order.
+
+    Raises:
+        SchemaChangeError: a key column would change type, or a column would narrow (see
+            :func:`widens`): stored values could be lost.
+    """
+    if current is None:
+        return SchemaDiff(wanted, create=True)
+    if current == wanted:
+        return SchemaDiff(wanted)
+    add: list[Column] = []
+    widen: list[Widened] = []
+    for column in wanted.columns:
+        existing = current.column(column.name)
+        if existing is None:
+            add.append(column)
+        elif existing.type != column.type:
+            if column.name in current.key:
+                raise SchemaChangeError(
+                    f"table {wanted.name}: key column {column.name!r} is {existing.type}, "
+                    f"it cannot become {column.type}"
+                )
+            if not widens(existing.type, column.type):
+                raise SchemaChangeError(
+                    f"table {wanted.name}: column {column.name!r} cannot change from "
+                    f"{existing.type} to {column.type}, which does not hold all its values"
+                )
+            widen.append(Widened(column.name, existing.type, column.type))
+    return SchemaDiff(wanted, add=tuple(add), widen=tuple(widen))
+
+
+def widens(before: SqlType, after: SqlType) -> bool:
+    """Whether a column of type ``before`` may become ``after``, its values kept.
+
+    The changes type unification makes: any type to VARCHAR (values become text); maps and
+    lists to JSON; BIGINT and DECIMAL to DOUBLE; BIGINT to a DECIMAL with 19 or more integer
+    digits; a DECIMAL to one with at least its integer digits and scale; a STRUCT to one with
+    at least its fields, each widened; a list to one whose elements widen.
+    """
+    if before == after or after is ColumnType.VARCHAR:
+        return True
+    if after is ColumnType.JSON:
+        return isinstance(before, ListType | StructType)
+    if after is ColumnType.DOUBLE:
+        return before is ColumnType.BIGINT or isinstance(before, DecimalType)
+    if isinstance(after, DecimalType):
+        if before is ColumnType.BIGINT:
+            return after.integer_digits >= 19
+        return (
+            isinstance(before, DecimalType)
+            and after.scale >= before.scale
+            and after.integer_digits >= before.integer_digits
+        )
+    if isinstance(after, StructType) and isinstance(before, StructType):
+        return all(
+            (kept := after.field(name)) is not None and widens(type_, kept)
+            for name, type_ in before.fields
+        )
+    if isinstance(after, ListType) and isinstance(before, ListType):
+        return widens(before.element, after.element)
+    return False

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from types import TracebackType
 
 import duckdb
 import pyarrow as pa
@@ -15,7 +14,8 @@ import pyarrow as pa
 from sync.accelerators import sql
 from sync.accelerators.query import QueryError, StopSignal
 from sync.accelerators.spec import EngineSpec
-from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
+from sync.accelerators.sqlengine import SqlAccelerator, transaction
+from sync.changes import OP_COLUMN, Op
 from sync.schema import (
     Column,
     ColumnType,
@@ -62,18 +62,6 @@ def type_name(type_: SqlType) -> str:
         fields = ", ".join(f"{sql.quote(n)} {type_name(t)}" for n, t in type_.fields)
         return f"STRUCT({fields})"
     return str(type_)  # DECIMAL(p,s)
-
-
-def _using(name: str, before: SqlType, after: SqlType) -> str:
-    """How ALTER COLUMN … TYPE converts the values a widened column already holds: STRUCT and
-    LIST become JSON text, binary its base64 text (as new values are rendered)."""
-    column = sql.quote(name)
-    if after in (ColumnType.VARCHAR, ColumnType.JSON):
-        if isinstance(before, ListType | StructType):
-            return f" USING to_json({column})::{TYPE_NAMES[after]}"  # type: ignore[index]
-        if before is ColumnType.BLOB:
-            return f" USING base64({column})"
-    return ""
 
 
 class DuckDBQueryHandle:
@@ -182,13 +170,11 @@ class DuckDBQuery:
         self.cursor.close()
 
 
-class DuckDBAccelerator:
+class DuckDBAccelerator(SqlAccelerator[duckdb.DuckDBPyConnection]):
     """One DuckDB database (a file, or in memory) holding mirrored tables and checkpoints."""
 
-    engine = SPEC.name
-    type_support = SPEC.type_support
-
     def __init__(self, settings: AccelerationSettings) -> None:
+        super().__init__(SPEC)
         # Queries share this database: no file or network access from SQL, and settings
         # locked so that no statement can turn that back on.
         config = {
@@ -205,123 +191,80 @@ class DuckDBAccelerator:
             self._db = duckdb.connect(str(settings.file), config=config)
         else:
             self._db = duckdb.connect(":memory:", config=config)
-        self._cursor_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._writer = self._db.cursor()
         self._writer.execute(sql.CHECKPOINT_DDL)
-        self._closed = False
-        self._specs: dict[str, TableSpec] = {}  # as committed; only the writer changes tables
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        with self._cursor_lock:
+        with self._lock:
             if self._closed:
                 raise QueryError("the accelerator is closed")
             return self._db.cursor()
 
-    def table_spec(self, name: str) -> TableSpec | None:
+    def _transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return transaction(self._writer, self._write_lock, "BEGIN TRANSACTION")
+
+    @contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self.cursor() as cur:
-            columns = cur.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
-                [name],
-            ).fetchall()
-            if not columns:
-                return None
-            key_row = cur.execute(
-                "SELECT constraint_column_names FROM duckdb_constraints() "
-                "WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
-                [name],
-            ).fetchone()
-        key = tuple(key_row[0]) if key_row else ()
-        return TableSpec(
-            name,
-            tuple(Column(n, sql.type_from_name(t)) for n, t in columns),
-            key,
-        )
+            yield cur
 
-    def create_table(self, spec: TableSpec) -> None:
-        with self._transaction() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
-            cur.execute(sql.create_table_sql(spec, type_name))
-        self._specs[spec.name] = spec
+    def _introspect(self, cur: duckdb.DuckDBPyConnection, name: str) -> TableSpec | None:
+        columns = cur.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+            [name],
+        ).fetchall()
+        if not columns:
+            return None
+        # fetchall, not fetchone: an unread result would block the writer's next statement.
+        key_rows = cur.execute(
+            "SELECT constraint_column_names FROM duckdb_constraints() "
+            "WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
+            [name],
+        ).fetchall()
+        key = tuple(key_rows[0][0]) if key_rows else ()
+        return TableSpec(name, tuple(Column(n, sql.type_from_name(t)) for n, t in columns), key)
 
-    def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
-        with self._transaction() as cur:
-            self._evolve(cur, staging)
-            cur.execute(f"DROP TABLE IF EXISTS {sql.quote(name)}")
-            cur.execute(f"ALTER TABLE {sql.quote(staging.name)} RENAME TO {sql.quote(name)}")
-            self._store_checkpoint(cur, dataset, checkpoint)
-        self._specs.pop(staging.name, None)
-        self._specs[name] = replace(staging, name=name)
+    def _type_name(self, type_: SqlType) -> str:
+        return type_name(type_)
 
-    def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
+    def _using(self, column: str, before: SqlType, after: SqlType) -> str | None:
+        """STRUCT and LIST become JSON text, binary its base64 text (as new values are
+        rendered); a STRUCT gaining fields is cast by name (old rows get nulls in the new ones).
+        """
+        if after in (ColumnType.VARCHAR, ColumnType.JSON):
+            if isinstance(before, ListType | StructType):
+                return f"to_json({sql.quote(column)})::{TYPE_NAMES[after]}"  # type: ignore[index]
+            if before is ColumnType.BLOB:
+                return f"base64({sql.quote(column)})"
+        return None
+
+    def _write(
+        self, cur: duckdb.DuckDBPyConnection, spec: TableSpec, rows: pa.Table, bootstrap: bool
+    ) -> None:
         table = sql.quote(spec.name)
         columns = ", ".join(sql.quote(c) for c in spec.column_names)
-        rows = batch.rows if batch.checkpoint is None else batch.latest_per_key(spec.key)
-        with self._transaction() as cur:
-            self._evolve(cur, spec)
-            if rows.num_rows:
-                cur.register("_changes", rows)
-                try:
-                    if batch.checkpoint is not None:
-                        # Delete every key the batch touches, then insert the upserted rows:
-                        # measured several times faster than INSERT … ON CONFLICT in DuckDB.
-                        cur.execute(
-                            f"DELETE FROM {table} USING _changes "
-                            f"WHERE {sql.key_match(spec.key, table, '_changes')}"
-                        )
-                    cur.execute(
-                        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _changes "
-                        f"WHERE {OP_COLUMN} = {int(Op.UPSERT)}"
-                    )
-                finally:
-                    cur.unregister("_changes")
-            if batch.checkpoint is not None:
-                self._store_checkpoint(cur, dataset, batch.checkpoint)
-        self._specs[spec.name] = spec
-
-    def _evolve(self, cur: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
-        current = self._specs.get(spec.name) or self.table_spec(spec.name)
-        if current == spec:
-            return
-        if current is None:
-            cur.execute(sql.create_table_sql(spec, type_name))
-            return
-        table = sql.quote(spec.name)
-        for column in spec.columns:
-            existing = current.column(column.name)
-            if existing is None:
+        cur.register("_changes", rows)
+        try:
+            if not bootstrap:
+                # Delete every key the batch touches, then insert the upserted rows: measured
+                # several times faster than INSERT … ON CONFLICT in DuckDB.
                 cur.execute(
-                    f"ALTER TABLE {table} ADD COLUMN {sql.quote(column.name)} "
-                    f"{type_name(column.type)}"
+                    f"DELETE FROM {table} USING _changes "
+                    f"WHERE {sql.key_match(spec.key, table, '_changes')}"
                 )
-            elif existing.type != column.type:
-                # A STRUCT gaining fields is cast by name (old rows get nulls in the new ones).
-                cur.execute(
-                    f"ALTER TABLE {table} ALTER COLUMN {sql.quote(column.name)} "
-                    f"TYPE {type_name(column.type)}"
-                    f"{_using(column.name, existing.type, column.type)}"
-                )
-
-    @staticmethod
-    def _store_checkpoint(
-        cur: duckdb.DuckDBPyConnection, dataset: str, checkpoint: Checkpoint
-    ) -> None:
-        cur.execute(sql.CHECKPOINT_DELETE, [dataset])
-        rows = sql.checkpoint_rows(dataset, checkpoint)
-        if rows:
-            cur.executemany(sql.CHECKPOINT_INSERT, rows)
-
-    def load_checkpoint(self, dataset: str) -> Checkpoint | None:
-        with self.cursor() as cur:
-            return sql.checkpoint_from_rows(
-                cur.execute(sql.CHECKPOINT_SELECT, [dataset]).fetchall()
+            cur.execute(
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _changes "
+                f"WHERE {OP_COLUMN} = {int(Op.UPSERT)}"
             )
+        finally:
+            cur.unregister("_changes")
 
-    def row_count(self, table: str) -> int:
-        with self.cursor() as cur:
-            row = cur.execute(f"SELECT count(*) FROM {sql.quote(table)}").fetchone()
-        return int(row[0]) if row else 0
+    def _release(self) -> None:
+        with self._write_lock:
+            self._writer.close()
+            self._db.close()
 
     def snapshot(self, dest: Path) -> None:
         """Checkpoint the WAL into the file and copy it, holding the writer: no batch can land
@@ -337,44 +280,3 @@ class DuckDBAccelerator:
 
     def query_handle(self) -> DuckDBQueryHandle:
         return DuckDBQueryHandle(self)
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._writer, self._write_lock)
-
-    def close(self) -> None:
-        with self._cursor_lock:
-            if self._closed:
-                return
-            self._closed = True
-        with self._write_lock:
-            self._writer.close()
-            self._db.close()
-
-    def __enter__(self) -> DuckDBAccelerator:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class _Transaction:
-    """BEGIN … COMMIT on the writer cursor; ROLLBACK on any exception."""
-
-    def __init__(self, cur: duckdb.DuckDBPyConnection, lock: threading.Lock) -> None:
-        self._cur = cur
-        self._lock = lock
-
-    def __enter__(self) -> duckdb.DuckDBPyConnection:
-        self._lock.acquire()
-        self._cur.execute("BEGIN TRANSACTION")
-        return self._cur
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            self._cur.execute("COMMIT" if t is None else "ROLLBACK")
-        finally:
-            self._lock.release()

@@ -18,9 +18,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import replace
-from types import TracebackType
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -43,12 +41,14 @@ from sync.accelerators import sql
 from sync.accelerators.base import CHECKPOINT_TABLE
 from sync.accelerators.postgres_spec import MAX_NAME_BYTES, SPEC
 from sync.accelerators.query import QueryError, StopSignal
+from sync.accelerators.sqlengine import SqlAccelerator
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
 from sync.schema import (
     Column,
     ColumnType,
     DecimalType,
     ListType,
+    SchemaDiff,
     SqlType,
     TableSpec,
 )
@@ -76,20 +76,6 @@ def type_name(type_: SqlType) -> str:
     if isinstance(type_, ListType) and not isinstance(type_.element, ListType):
         return f"{type_name(type_.element)}[]"
     return "jsonb"
-
-
-def _using(name: str, before: SqlType, after: SqlType) -> str:
-    """The USING expression of ALTER COLUMN … TYPE: values already stored, converted as new
-    values of the widened column are (arrays to JSON, binary to its base64 text)."""
-    column = sql.quote(name)
-    if after is ColumnType.JSON and isinstance(before, ListType):
-        return f"to_jsonb({column})"
-    if after is ColumnType.VARCHAR:
-        if isinstance(before, ListType):
-            return f"to_jsonb({column})::text"
-        if before is ColumnType.BLOB:
-            return f"translate(encode({column}, 'base64'), E'\\n', '')"
-    return f"{column}::{type_name(after)}"
 
 
 ROWS_PER_BATCH = 16 * 1024  # rows per Arrow batch of a query result
@@ -454,10 +440,43 @@ def _reading(pool: _QueryPool) -> Iterator[psycopg.Cursor[Any]]:
     pool.put(con)
 
 
+# -- the checkpoint table and the catalog queries -----------------------------------------
+
+_CHECKPOINT_DDL = sqlglot.transpile(sql.CHECKPOINT_DDL, read="duckdb", write="postgres")[0]
+_CHECKPOINT_COLUMNS = [
+    (column.name, column.args["kind"].sql("postgres"))
+    for column in sqlglot.parse_one(_CHECKPOINT_DDL, read="postgres").find_all(
+        sqlglot.exp.ColumnDef
+    )
+]
+_COLUMNS = (
+    "SELECT column_name, data_type FROM information_schema.columns "
+    "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
+)
+_COLUMN_TYPES = (  # format_type: numeric(38,9), text[], timestamp with time zone
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+    "WHERE a.attrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)) "
+    "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+)
+_PRIMARY_KEY = (
+    "SELECT a.attname FROM pg_index i "
+    "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position) "
+    "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+    "WHERE i.indisprimary "
+    "AND i.indrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)) "
+    "ORDER BY k.position"
+)
+_PRIMARY_KEY_NAME = (
+    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "WHERE i.indisprimary "
+    "AND i.indrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1))"
+)
+
+
 # -- the accelerator ------------------------------------------------------------------------
 
 
-class PostgresAccelerator:
+class PostgresAccelerator(SqlAccelerator[psycopg.Cursor[Any]]):
     """Mirrored tables and their checkpoints in one PostgreSQL database.
 
     Tables live in the connection's current schema (``public`` unless ``search_path`` says
@@ -466,10 +485,18 @@ class PostgresAccelerator:
     in the server whatever ``mode`` says: a restart resumes from the stored checkpoint.
     """
 
-    engine = SPEC.name
-    type_support = SPEC.type_support
+    CHECKPOINT_DELETE = positional(sql.CHECKPOINT_DELETE)
+    # Columns named: a table upgraded by _ensure_checkpoint_table has its columns in another
+    # order.
+    CHECKPOINT_INSERT = (
+        f"INSERT INTO {CHECKPOINT_TABLE} "
+        f"({', '.join(sql.quote(n) for n, _ in _CHECKPOINT_COLUMNS)}) "
+        f"VALUES ({', '.join(f'${i}' for i in range(1, len(_CHECKPOINT_COLUMNS) + 1))})"
+    )
+    CHECKPOINT_SELECT = positional(sql.CHECKPOINT_SELECT)
 
     def __init__(self, settings: AccelerationSettings) -> None:
+        super().__init__(SPEC)
         # No I/O here: a server that is not up yet only fails the calls that need it.
         self._params = dict(settings.connection or {})
         self._configured_reader = dict(settings.reader or {})
@@ -481,10 +508,7 @@ class PostgresAccelerator:
         self._pool = _QueryPool(self._connect_reader, IDLE_QUERY_CONNECTIONS)
         # The sync's own reads (table definitions, row counts) as the writer.
         self._internal = _QueryPool(self._connect_internal, 1)
-        self._idle_writers: list[psycopg.Connection[Any]] = []
-        self._lock = threading.Lock()
-        self._specs: dict[str, TableSpec] = {}  # as committed; only the writers change tables
-        self._closed = False
+        self._idle_writers: list[psycopg.Connection[Any]] = []  # kept with _closed, under _lock
 
     def _connect_internal(self) -> psycopg.Connection[Any]:
         return psycopg.connect(
@@ -602,9 +626,80 @@ class PostgresAccelerator:
             if con is not None:
                 con.close()
 
+    def _reading(self) -> AbstractContextManager[psycopg.Cursor[Any]]:
+        return _reading(self._internal)
+
+    def _introspect(self, cur: psycopg.Cursor[Any], name: str) -> TableSpec | None:
+        columns = cur.execute(_COLUMN_TYPES, [name]).fetchall()
+        if not columns:
+            return None
+        key = tuple(row[0] for row in cur.execute(_PRIMARY_KEY, [name]).fetchall())
+        return TableSpec(name, tuple(Column(n, sql.type_from_name(t)) for n, t in columns), key)
+
+    def _type_name(self, type_: SqlType) -> str:
+        return type_name(type_)
+
+    def _using(self, column: str, before: SqlType, after: SqlType) -> str:
+        """Arrays to JSON, binary to its base64 text (as new values of the widened column are
+        written); other values by their cast."""
+        name = sql.quote(column)
+        if after is ColumnType.JSON and isinstance(before, ListType):
+            return f"to_jsonb({name})"
+        if after is ColumnType.VARCHAR:
+            if isinstance(before, ListType):
+                return f"to_jsonb({name})::text"
+            if before is ColumnType.BLOB:
+                return f"translate(encode({name}, 'base64'), E'\\n', '')"
+        return f"{name}::{type_name(after)}"
+
+    def _created(self, cur: psycopg.Cursor[Any], spec: TableSpec) -> None:
+        self._grant(cur, spec.name)
+
+    def _alter(self, cur: psycopg.Cursor[Any], change: SchemaDiff) -> None:
+        changes = [f"ADD COLUMN {sql.quote(c.name)} {type_name(c.type)}" for c in change.add] + [
+            f"ALTER COLUMN {sql.quote(w.column)} TYPE {type_name(w.after)} "
+            f"USING {self._using(w.column, w.before, w.after)}"
+            for w in change.widen
+        ]
+        # One statement: a type change rewrites the table once, not once per column.
+        cur.execute(f"ALTER TABLE {sql.quote(change.wanted.name)} {', '.join(changes)}")
+
+    def _replace(self, cur: psycopg.Cursor[Any], staging: str, name: str) -> None:
+        # Wait for queries still reading the old table however long they take: giving up would
+        # throw the whole load away.
+        cur.execute("SET LOCAL lock_timeout = 0")
+        super()._replace(cur, staging, name)
+        # The key's index keeps the staging name; give it the table's so that the next load can
+        # create its staging table again.
+        index = cur.execute(_PRIMARY_KEY_NAME, [name]).fetchone()
+        if index is not None:
+            pkey = sql.quote(f"{name}_pkey"[:MAX_NAME_BYTES])
+            cur.execute(f"ALTER INDEX {sql.quote(index[0])} RENAME TO {pkey}")
+
+    def _rows(self, spec: TableSpec, batch: ChangeBatch) -> pa.Table:
+        return _conform(super()._rows(spec, batch), spec)
+
+    def _write(
+        self, cur: psycopg.Cursor[Any], spec: TableSpec, rows: pa.Table, bootstrap: bool
+    ) -> None:
+        if bootstrap:
+            # A bootstrap batch fills a fresh table: straight in, no staging, no conflicts.
+            upserts = rows.filter(pc.equal(rows.column(OP_COLUMN), int(Op.UPSERT)))
+            _copy_into(cur, sql.quote(spec.name), upserts.drop_columns([OP_COLUMN]), spec)
+        else:
+            _merge(cur, spec, rows)
+
+    def _release(self) -> None:
+        """Close every connection; one in use by a transaction closes when it ends."""
+        with self._lock:
+            idle, self._idle_writers = self._idle_writers, []
+        self._pool.close()
+        self._internal.close()
+        for con in idle:
+            con.close()
+
     def table_spec(self, name: str) -> TableSpec | None:
-        with _reading(self._internal) as cur:
-            spec = _table_spec(cur, name)
+        spec = super().table_spec(name)
         if spec is not None:
             # A table of an older version, or whose grant was lost (the first write connection
             # settles the reader role).
@@ -612,102 +707,13 @@ class PostgresAccelerator:
                 self._grant(cur, name)
         return spec
 
-    def create_table(self, spec: TableSpec) -> None:
-        if len(spec.name.encode()) > MAX_NAME_BYTES:
-            raise ValueError(
-                f"table name {spec.name!r} is longer than PostgreSQL's {MAX_NAME_BYTES} bytes"
-            )
-        with self._transaction() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
-            cur.execute(sql.create_table_sql(spec, type_name))
-            self._grant(cur, spec.name)
-        self._specs[spec.name] = spec
-
-    def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
-        with self._transaction() as cur:
-            # Wait for queries still reading the old table however long they take: giving up
-            # would throw the whole load away.
-            cur.execute("SET LOCAL lock_timeout = 0")
-            self._evolve(cur, staging)
-            cur.execute(f"DROP TABLE IF EXISTS {sql.quote(name)}")
-            cur.execute(f"ALTER TABLE {sql.quote(staging.name)} RENAME TO {sql.quote(name)}")
-            # The key's index keeps the staging name; give it the table's so that the next load
-            # can create its staging table again.
-            index = cur.execute(_PRIMARY_KEY_NAME, [name]).fetchone()
-            if index is not None:
-                pkey = sql.quote(f"{name}_pkey"[:MAX_NAME_BYTES])
-                cur.execute(f"ALTER INDEX {sql.quote(index[0])} RENAME TO {pkey}")
-            _store_checkpoint(cur, dataset, checkpoint)
-        self._specs.pop(staging.name, None)
-        self._specs[name] = replace(staging, name=name)
-
-    def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
-        bootstrap = batch.checkpoint is None
-        rows = batch.rows if bootstrap else batch.latest_per_key(spec.key)
-        rows = _conform(rows, spec)
-        with self._transaction() as cur:
-            self._evolve(cur, spec)
-            if bootstrap:
-                # A bootstrap batch fills a fresh table: straight in, no staging, no conflicts.
-                upserts = rows.filter(pc.equal(rows.column(OP_COLUMN), int(Op.UPSERT)))
-                _copy_into(cur, sql.quote(spec.name), upserts.drop_columns([OP_COLUMN]), spec)
-            elif rows.num_rows:
-                _merge(cur, spec, rows)
-            if batch.checkpoint is not None:
-                _store_checkpoint(cur, dataset, batch.checkpoint)
-        self._specs[spec.name] = spec
-
-    def _evolve(self, cur: psycopg.Cursor[Any], spec: TableSpec) -> None:
-        current = self._specs.get(spec.name) or _table_spec(cur, spec.name)
-        if current == spec:
-            return
-        if current is None:
-            cur.execute(sql.create_table_sql(spec, type_name))
-            return
-        changes = []
-        for column in spec.columns:
-            name, new_type = sql.quote(column.name), type_name(column.type)
-            existing = current.column(column.name)
-            if existing is None:
-                changes.append(f"ADD COLUMN {name} {new_type}")
-            elif existing.type != column.type:
-                using = _using(column.name, existing.type, column.type)
-                changes.append(f"ALTER COLUMN {name} TYPE {new_type} USING {using}")
-        if changes:  # one statement: a type change rewrites the table once, not per column
-            cur.execute(f"ALTER TABLE {sql.quote(spec.name)} {', '.join(changes)}")
-
     def load_checkpoint(self, dataset: str) -> Checkpoint | None:
         # On a write connection: opening one creates (or upgrades) the checkpoint table.
         with self._transaction() as cur:
-            return sql.checkpoint_from_rows(cur.execute(_CHECKPOINT_SELECT, [dataset]).fetchall())
-
-    def row_count(self, table: str) -> int:
-        with _reading(self._internal) as cur:
-            row = cur.execute(f"SELECT count(*) FROM {sql.quote(table)}").fetchone()
-        return int(row[0]) if row else 0
+            return self._read_checkpoint(cur, dataset)
 
     def query_handle(self) -> PostgresQueryHandle:
         return PostgresQueryHandle(self._pool)
-
-    def close(self) -> None:
-        """Close every connection; one in use by a transaction closes when it ends."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            idle, self._idle_writers = self._idle_writers, []
-        self._pool.close()
-        self._internal.close()
-        for con in idle:
-            con.close()
-
-    def __enter__(self) -> PostgresAccelerator:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _ensure_checkpoint_table(cur: psycopg.Cursor[Any]) -> None:
@@ -720,59 +726,6 @@ def _ensure_checkpoint_table(cur: psycopg.Cursor[Any]) -> None:
     if missing:  # nullable: rows written before the column existed have no value for it
         added = ", ".join(f"ADD COLUMN {sql.quote(name)} {type_}" for name, type_ in missing)
         cur.execute(f"ALTER TABLE {CHECKPOINT_TABLE} {added}")
-
-
-def _store_checkpoint(cur: psycopg.Cursor[Any], dataset: str, checkpoint: Checkpoint) -> None:
-    cur.execute(_CHECKPOINT_DELETE, [dataset])
-    rows = sql.checkpoint_rows(dataset, checkpoint)
-    if rows:
-        cur.executemany(_CHECKPOINT_INSERT, rows)
-
-
-_CHECKPOINT_DDL = sqlglot.transpile(sql.CHECKPOINT_DDL, read="duckdb", write="postgres")[0]
-_CHECKPOINT_COLUMNS = [
-    (column.name, column.args["kind"].sql("postgres"))
-    for column in sqlglot.parse_one(_CHECKPOINT_DDL, read="postgres").find_all(
-        sqlglot.exp.ColumnDef
-    )
-]
-_CHECKPOINT_DELETE = positional(sql.CHECKPOINT_DELETE)
-# Columns named: a table upgraded by _ensure_checkpoint_table has its columns in another order.
-_CHECKPOINT_INSERT = (
-    f"INSERT INTO {CHECKPOINT_TABLE} ({', '.join(sql.quote(n) for n, _ in _CHECKPOINT_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_CHECKPOINT_COLUMNS) + 1))})"
-)
-_CHECKPOINT_SELECT = positional(sql.CHECKPOINT_SELECT)
-_COLUMNS = (
-    "SELECT column_name, data_type FROM information_schema.columns "
-    "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
-)
-_COLUMN_TYPES = (  # format_type: numeric(38,9), text[], timestamp with time zone
-    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-    "WHERE a.attrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)) "
-    "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
-)
-_PRIMARY_KEY = (
-    "SELECT a.attname FROM pg_index i "
-    "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position) "
-    "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
-    "WHERE i.indisprimary "
-    "AND i.indrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)) "
-    "ORDER BY k.position"
-)
-_PRIMARY_KEY_NAME = (
-    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-    "WHERE i.indisprimary "
-    "AND i.indrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1))"
-)
-
-
-def _table_spec(cur: psycopg.Cursor[Any], name: str) -> TableSpec | None:
-    columns = cur.execute(_COLUMN_TYPES, [name]).fetchall()
-    if not columns:
-        return None
-    key = tuple(row[0] for row in cur.execute(_PRIMARY_KEY, [name]).fetchall())
-    return TableSpec(name, tuple(Column(n, sql.type_from_name(t)) for n, t in columns), key)
 
 
 def _conform(rows: pa.Table, spec: TableSpec) -> pa.Table:

@@ -14,9 +14,9 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,8 +25,17 @@ from sync.accelerators import sql
 from sync.accelerators.base import CHECKPOINT_TABLE
 from sync.accelerators.query import QueryError, StopSignal
 from sync.accelerators.spec import EngineSpec
-from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
-from sync.schema import Column, ColumnType, DecimalType, SqlType, TableSpec, TypeSupport
+from sync.accelerators.sqlengine import SqlAccelerator, transaction
+from sync.changes import OP_COLUMN, Op
+from sync.schema import (
+    Column,
+    ColumnType,
+    DecimalType,
+    SchemaDiff,
+    SqlType,
+    TableSpec,
+    TypeSupport,
+)
 from sync.settings import AccelerationSettings
 
 # SQLite keeps a declared type name as written; values follow its affinity. TIMESTAMP is stored
@@ -66,17 +75,6 @@ def type_name(type_: SqlType) -> str:
     if isinstance(type_, DecimalType):
         return f"DECIMAL_TEXT({type_.precision},{type_.scale})"
     return "JSON"  # no STRUCT or LIST in SQLite
-
-
-def _converted(name: str, before: SqlType, after: SqlType) -> str:
-    """A column's values as a rebuilt table takes them: booleans widened to text read
-    true / false, binary its base64 text, as new values are written."""
-    column = sql.quote(name)
-    if after is ColumnType.VARCHAR and before is ColumnType.BOOLEAN:
-        return f"CASE WHEN {column} THEN 'true' WHEN NOT {column} THEN 'false' END"
-    if after is ColumnType.VARCHAR and before is ColumnType.BLOB:
-        return f"{_BASE64}({column})"
-    return column
 
 
 _BASE64 = "_dynamirror_base64"  # SQLite has none: registered on the writer (rebuilds only)
@@ -234,13 +232,11 @@ def _decimal(value: object, scale: int) -> decimal.Decimal:
     )
 
 
-class SQLiteAccelerator:
+class SQLiteAccelerator(SqlAccelerator[sqlite3.Connection]):
     """One SQLite database holding mirrored tables and checkpoints."""
 
-    engine = SPEC.name
-    type_support = SPEC.type_support
-
     def __init__(self, settings: AccelerationSettings) -> None:
+        super().__init__(SPEC)
         self._temporary = settings.mode == "memory"
         if self._temporary:
             ram = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -256,13 +252,18 @@ class SQLiteAccelerator:
         self._writer.execute("PRAGMA synchronous = NORMAL")
         self._writer.execute(sql.CHECKPOINT_DDL)
         self._writer.create_function(_BASE64, 1, _base64, deterministic=True)
-        self._lock = threading.RLock()
-        self._specs: dict[str, TableSpec] = {}
-        self._closed = False
+        self._write_lock = threading.RLock()
 
-    def table_spec(self, name: str) -> TableSpec | None:
-        with self._lock:
-            info = self._writer.execute(f"PRAGMA table_info({sql.quote(name)})").fetchall()
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._writer, self._write_lock, "BEGIN IMMEDIATE")
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            yield self._writer
+
+    def _introspect(self, cur: sqlite3.Connection, name: str) -> TableSpec | None:
+        info = cur.execute(f"PRAGMA table_info({sql.quote(name)})").fetchall()
         if not info:
             return None
         # table_info rows: (cid, name, type, notnull, default, pk position or 0)
@@ -270,84 +271,70 @@ class SQLiteAccelerator:
         key = tuple(row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5]))
         return TableSpec(name, columns, key)
 
-    def create_table(self, spec: TableSpec) -> None:
-        with self._transaction() as con:
-            con.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
-            con.execute(sql.create_table_sql(spec, type_name))
-        self._specs[spec.name] = spec
+    def _type_name(self, type_: SqlType) -> str:
+        return type_name(type_)
 
-    def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
-        with self._transaction() as con:
-            self._evolve(con, staging)
-            con.execute(f"DROP TABLE IF EXISTS {sql.quote(name)}")
-            con.execute(f"ALTER TABLE {sql.quote(staging.name)} RENAME TO {sql.quote(name)}")
-            self._store_checkpoint(con, dataset, checkpoint)
-        self._specs.pop(staging.name, None)
-        self._specs[name] = replace(staging, name=name)
+    def _using(self, column: str, before: SqlType, after: SqlType) -> str | None:
+        """Booleans widened to text read true / false, binary its base64 text, as new values
+        are written."""
+        name = sql.quote(column)
+        if after is ColumnType.VARCHAR and before is ColumnType.BOOLEAN:
+            return f"CASE WHEN {name} THEN 'true' WHEN NOT {name} THEN 'false' END"
+        if after is ColumnType.VARCHAR and before is ColumnType.BLOB:
+            return f"{_BASE64}({name})"
+        return None
 
-    def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
+    def _alter(self, cur: sqlite3.Connection, change: SchemaDiff) -> None:
+        if not change.widen:
+            super()._alter(cur, change)
+            return
+        # SQLite cannot change a column's declared type: rebuild the table in place (with the
+        # columns it has beyond the wanted ones, at the end).
+        current = self._introspect(cur, change.wanted.name)
+        assert current is not None
+        extra = [c for c in current.columns if change.wanted.column(c.name) is None]
+        spec = replace(change.wanted, columns=change.wanted.columns + tuple(extra))
+        table, scratch = sql.quote(spec.name), sql.quote(f"_rebuild_{spec.name}")
+        cur.execute(sql.create_table_sql(spec, type_name).replace(table, scratch, 1))
+        added = {c.name for c in change.add}
+        widened = {w.column: w for w in change.widen}
+        kept = [c.name for c in spec.columns if c.name not in added]
+        values = [
+            (self._using(name, w.before, w.after) if (w := widened.get(name)) else None)
+            or sql.quote(name)
+            for name in kept
+        ]
+        cur.execute(
+            f"INSERT INTO {scratch} ({', '.join(map(sql.quote, kept))}) "
+            f"SELECT {', '.join(values)} FROM {table}"
+        )
+        cur.execute(f"DROP TABLE {table}")
+        cur.execute(f"ALTER TABLE {scratch} RENAME TO {table}")
+
+    def _write(
+        self, cur: sqlite3.Connection, spec: TableSpec, rows: pa.Table, bootstrap: bool
+    ) -> None:
         table = sql.quote(spec.name)
-        rows = batch.rows if batch.checkpoint is None else batch.latest_per_key(spec.key)
         names = spec.column_names
-        placeholders = ", ".join("?" for _ in names)
-        insert = f"INSERT INTO {table} ({', '.join(map(sql.quote, names))}) VALUES ({placeholders})"
-        with self._transaction() as con:
-            self._evolve(con, spec)
-            if rows.num_rows and batch.checkpoint is not None:
-                keys = zip(*(rows.column(k).to_pylist() for k in spec.key), strict=True)
-                where = " AND ".join(f"{sql.quote(k)} = ?" for k in spec.key)
-                con.executemany(f"DELETE FROM {table} WHERE {where}", keys)
-            upserts = rows.filter(pc.equal(rows.column(OP_COLUMN), int(Op.UPSERT)))
-            if upserts.num_rows:
-                values = zip(
-                    *(_bindable(upserts.column(n)).to_pylist() for n in names), strict=True
-                )
-                con.executemany(insert, values)
-            if batch.checkpoint is not None:
-                self._store_checkpoint(con, dataset, batch.checkpoint)
-        self._specs[spec.name] = spec
-
-    def _evolve(self, con: sqlite3.Connection, spec: TableSpec) -> None:
-        current = self._specs.get(spec.name) or self.table_spec(spec.name)
-        if current == spec:
-            return
-        if current is None:
-            con.execute(sql.create_table_sql(spec, type_name))
-            return
-        table = sql.quote(spec.name)
-        if any((c := current.column(col.name)) and c.type != col.type for col in spec.columns):
-            # SQLite cannot change a column's declared type: rebuild the table in place.
-            scratch = sql.quote(f"_rebuild_{spec.name}")
-            con.execute(sql.create_table_sql(spec, type_name).replace(table, scratch, 1))
-            kept = ", ".join(sql.quote(c.name) for c in current.columns)
-            values = ", ".join(
-                _converted(c.name, c.type, (spec.column(c.name) or c).type) for c in current.columns
+        if not bootstrap:
+            keys = zip(*(rows.column(k).to_pylist() for k in spec.key), strict=True)
+            where = " AND ".join(f"{sql.quote(k)} = ?" for k in spec.key)
+            cur.executemany(f"DELETE FROM {table} WHERE {where}", keys)
+        upserts = rows.filter(pc.equal(rows.column(OP_COLUMN), int(Op.UPSERT)))
+        if upserts.num_rows:
+            placeholders = ", ".join("?" for _ in names)
+            values = zip(*(_bindable(upserts.column(n)).to_pylist() for n in names), strict=True)
+            cur.executemany(
+                f"INSERT INTO {table} ({', '.join(map(sql.quote, names))}) VALUES ({placeholders})",
+                values,
             )
-            con.execute(f"INSERT INTO {scratch} ({kept}) SELECT {values} FROM {table}")
-            con.execute(f"DROP TABLE {table}")
-            con.execute(f"ALTER TABLE {scratch} RENAME TO {table}")
-            return
-        for column in spec.columns:
-            if current.column(column.name) is None:
-                con.execute(
-                    f"ALTER TABLE {table} ADD COLUMN {sql.quote(column.name)} "
-                    f"{type_name(column.type)}"
-                )
 
-    @staticmethod
-    def _store_checkpoint(con: sqlite3.Connection, dataset: str, checkpoint: Checkpoint) -> None:
-        con.execute(sql.CHECKPOINT_DELETE, (dataset,))
-        con.executemany(sql.CHECKPOINT_INSERT, sql.checkpoint_rows(dataset, checkpoint))
-
-    def load_checkpoint(self, dataset: str) -> Checkpoint | None:
-        with self._lock:
-            rows = self._writer.execute(sql.CHECKPOINT_SELECT, (dataset,)).fetchall()
-        return sql.checkpoint_from_rows(rows)
-
-    def row_count(self, table: str) -> int:
-        with self._lock:
-            row = self._writer.execute(f"SELECT count(*) FROM {sql.quote(table)}").fetchone()
-        return int(row[0]) if row else 0
+    def _release(self) -> None:
+        with self._write_lock:
+            self._writer.close()
+        if self._temporary:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
     def snapshot(self, dest: Path) -> None:
         """SQLite's online backup of the whole database, under the writer's lock."""
@@ -355,7 +342,7 @@ class SQLiteAccelerator:
             raise ValueError("snapshots need a file accelerator (mode: file)")
         target = sqlite3.connect(dest)
         try:
-            with self._lock:
+            with self._write_lock:
                 self._writer.backup(target)
         finally:
             target.close()
@@ -368,45 +355,3 @@ class SQLiteAccelerator:
                 if types.setdefault(column.name, column.type) != column.type:
                     clashes.add(column.name)
         return SQLiteQueryHandle(self.path, {n: t for n, t in types.items() if n not in clashes})
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._writer, self._lock)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._writer.close()
-        if self._temporary:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-
-    def __enter__(self) -> SQLiteAccelerator:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT on the writer connection; ROLLBACK on any exception."""
-
-    def __init__(self, con: sqlite3.Connection, lock: threading.RLock) -> None:
-        self._con = con
-        self._lock = lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._lock.acquire()
-        self._con.execute("BEGIN IMMEDIATE")
-        return self._con
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            self._con.execute("COMMIT" if t is None else "ROLLBACK")
-        finally:
-            self._lock.release()

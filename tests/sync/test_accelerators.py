@@ -36,7 +36,7 @@ from sync.accelerators.postgres_spec import spicepod_connection
 from sync.accelerators.query import QueryError
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op, ShardPosition
 from sync.pipeline import STAGING_SUFFIX
-from sync.schema import Column, ColumnType, TableSpec
+from sync.schema import Column, ColumnType, SchemaChangeError, TableSpec
 from sync.settings import AccelerationSettings
 
 ENGINES = [
@@ -364,6 +364,37 @@ def test_new_columns_and_widened_types_are_applied_with_the_batch(engine: Engine
         "k8": 2.5,
     }
     assert accelerator.load_checkpoint(name) == checkpoint("4")
+
+
+def test_a_narrowed_column_is_refused_and_changes_nothing(engine: Engine) -> None:
+    accelerator, spec = loaded(engine, engine.name(), rows=3)
+    before = rows_of(accelerator, spec.name)
+    narrowed = spec.with_columns([Column("x", ColumnType.BIGINT), Column("new", ColumnType.DATE)])
+
+    with pytest.raises(SchemaChangeError, match="'x' cannot change from DOUBLE to BIGINT"):
+        accelerator.apply(spec.name, narrowed, batch(narrowed, [upsert("k9")], checkpoint("2")))
+
+    assert accelerator.table_spec(spec.name) == spec
+    assert rows_of(accelerator, spec.name) == before
+    assert accelerator.load_checkpoint(spec.name) == checkpoint("1")
+
+
+def test_columns_beyond_the_spec_are_kept_when_another_widens(engine: Engine) -> None:
+    accelerator, spec = loaded(engine, engine.name(), rows=3)
+    without_s = tuple(c for c in spec.columns if c.name != "s")
+    narrower = replace(spec, columns=without_s).with_columns([Column("n", ColumnType.DOUBLE)])
+    accelerator.apply(spec.name, narrower, batch(narrower, [upsert("k9", n=9.5)], checkpoint("2")))
+
+    held = accelerator.table_spec(spec.name)
+    assert held is not None and held.column("s") == Column("s", ColumnType.VARCHAR)
+    assert held.column("n") == Column("n", ColumnType.DOUBLE)
+    assert values_of(accelerator, spec.name, "s") == {
+        "k0": "v0",
+        "k1": "v1",
+        "k2": "v2",
+        "k9": None,
+    }
+    assert values_of(accelerator, spec.name, "n")["k9"] == 9.5
 
 
 def test_bigint_widened_straight_to_varchar_keeps_the_digits(engine: Engine) -> None:
