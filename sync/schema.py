@@ -369,6 +369,15 @@ class SchemaDiff:
     def is_empty(self) -> bool:
         return not (self.create or self.add or self.widen)
 
+    def applied(self, current: TableSpec | None) -> TableSpec:
+        """``current`` after the change: its columns widened, then the added ones (for engines
+        that keep the table's definition themselves rather than in a catalog)."""
+        if current is None:
+            return self.wanted
+        after = {w.column: w.after for w in self.widen}
+        columns = tuple(replace(c, type=after.get(c.name, c.type)) for c in current.columns)
+        return replace(current, columns=columns + self.add)
+
 
 def diff(current: TableSpec | None, wanted: TableSpec) -> SchemaDiff:
     """The changes that make ``current`` (None: no such table) into ``wanted``.

@@ -128,3 +128,13 @@ def test_narrowings_and_other_changes(before: SqlType, after: SqlType) -> None:
     assert not widens(before, after)
     with pytest.raises(SchemaChangeError):
         diff(table(("c", before)), table(("c", after)))
+
+
+def test_applied_widens_in_place_keeps_extra_columns_and_appends_the_added() -> None:
+    current = table(("n", BIGINT), ("old", BOOLEAN), ("s", DATE))
+    wanted = table(("s", VARCHAR), ("n", DOUBLE), ("tags", JSON))
+    change = diff(current, wanted)
+    assert change.applied(current) == table(
+        ("n", DOUBLE), ("old", BOOLEAN), ("s", VARCHAR), ("tags", JSON)
+    )
+    assert diff(None, wanted).applied(None) == wanted

@@ -38,7 +38,7 @@ from sync.accelerators.cayenne.query import (
 from sync.accelerators.cayenne.spec import SPEC, options
 from sync.accelerators.query import QueryError
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
-from sync.schema import TableSpec
+from sync.schema import TableSpec, diff
 from sync.settings import AccelerationSettings
 
 log = logging.getLogger(__name__)
@@ -170,12 +170,14 @@ class CayenneAccelerator:
                 raise CayenneError(f"a row of the batch for {spec.name} has no {key!r} (a key)")
         with self._write_lock:
             self._check_writer()
+            current = metastore.read_snapshot(self._con, spec.name).tables.get(spec.name)
+            stored = diff(current, spec).applied(current)  # refuses a narrowing, keeps extras
             seq = self._next_seq
             base = batch.checkpoint is None  # a load's page: its keys are in no other page
             written = [self._write(spec, chunk, seq, base) for chunk in self._chunks(rows)]
             try:
                 with metastore.transaction(self._con):
-                    metastore.put_table(self._con, spec)
+                    metastore.put_table(self._con, stored)
                     for file in written:
                         metastore.add_file(self._con, spec.name, file)
                     if batch.checkpoint is not None:
