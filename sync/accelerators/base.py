@@ -70,4 +70,4 @@ def open_accelerator(settings: AccelerationSettings) -> Accelerator:
     """Open the engine named by ``settings`` (its module and driver load on first use)."""
     module_name, class_name = engine_spec(settings.engine).accelerator.split(":")
     module = importlib.import_module(module_name)
-    return getattr(module, class_name)(settings)  # type: ignore[no-any-return]
+    return getattr(module, class_name)(settings)

@@ -177,7 +177,7 @@ class DuckDBAccelerator(SqlAccelerator[duckdb.DuckDBPyConnection]):
         super().__init__(SPEC)
         # Queries share this database: no file or network access from SQL, and settings
         # locked so that no statement can turn that back on.
-        config = {
+        config: dict[str, str | bool | int | float | list[str]] = {
             "enable_external_access": False,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
@@ -235,7 +235,7 @@ class DuckDBAccelerator(SqlAccelerator[duckdb.DuckDBPyConnection]):
         """
         if after in (ColumnType.VARCHAR, ColumnType.JSON):
             if isinstance(before, ListType | StructType):
-                return f"to_json({sql.quote(column)})::{TYPE_NAMES[after]}"  # type: ignore[index]
+                return f"to_json({sql.quote(column)})::{TYPE_NAMES[after]}"
             if before is ColumnType.BLOB:
                 return f"base64({sql.quote(column)})"
         return None

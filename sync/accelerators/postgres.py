@@ -498,12 +498,12 @@ class PostgresAccelerator(SqlAccelerator[psycopg.Cursor[Any]]):
     def __init__(self, settings: AccelerationSettings) -> None:
         super().__init__(SPEC)
         # No I/O here: a server that is not up yet only fails the calls that need it.
-        self._params = dict(settings.connection or {})
+        self._params: dict[str, Any] = dict(settings.connection or {})
         self._configured_reader = dict(settings.reader or {})
         # The role granted SELECT on each table, and what queries connect with; settled by the
         # first write connection (None until then).
         self._reader_role: str | None = None
-        self._reader_params: dict[str, str] | None = None
+        self._reader_params: dict[str, Any] | None = None
         self._reader_lock = threading.Lock()
         self._pool = _QueryPool(self._connect_reader, IDLE_QUERY_CONNECTIONS)
         # The sync's own reads (table definitions, row counts) as the writer.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sync.accelerators.base import CHECKPOINT_TABLE
 from sync.changes import Checkpoint, ShardPosition
@@ -63,7 +64,7 @@ def checkpoint_from_rows(rows: Sequence[Sequence[object]]) -> Checkpoint | None:
         ShardPosition(str(arn), str(shard), _opt(parent), _opt(seq), bool(drained))
         for arn, shard, parent, seq, drained, _ in rows
     )
-    watermark = rows[0][5]
+    watermark: Any = rows[0][5]
     when = datetime.fromtimestamp(float(watermark), UTC) if watermark is not None else None
     return Checkpoint(shards[0].stream_arn, shards, when)
 

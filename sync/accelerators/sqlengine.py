@@ -37,14 +37,8 @@ class Cursor(Protocol):
 C = TypeVar("C", bound=Cursor)
 
 
-class _Lock(Protocol):
-    def __enter__(self) -> Any: ...
-
-    def __exit__(self, *exc: object) -> Any: ...
-
-
 @contextmanager
-def transaction(cur: C, lock: _Lock, begin: str) -> Iterator[C]:
+def transaction(cur: C, lock: AbstractContextManager[Any], begin: str) -> Iterator[C]:
     """``begin`` … COMMIT on ``cur`` holding ``lock``; ROLLBACK on any exception."""
     with lock:
         cur.execute(begin)
