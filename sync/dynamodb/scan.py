@@ -6,7 +6,8 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Set
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -57,6 +58,18 @@ class PageLimit:
 _DONE = object()
 
 
+@dataclass(frozen=True)
+class SegmentPage:
+    """One Scan page of one segment: its ``items`` (None if the page had none) and the key the
+    segment goes on after (``next_key``, the page's LastEvaluatedKey; None: the segment is
+    finished)."""
+
+    segment: int
+    segments: int
+    items: pa.StructArray | None
+    next_key: dict[str, Any] | None
+
+
 def scan_table(
     clients: DynamoDBClients,
     table: str,
@@ -66,13 +79,37 @@ def scan_table(
     fast_page_s: float = 5.0,
     bound: RetryBound = UNBOUNDED,
 ) -> Iterator[pa.StructArray]:
-    """Yield the table's items, a page at a time, from ``segments`` parallel scanners.
+    """Yield the table's items, a page at a time, from ``segments`` parallel scanners (see
+    :func:`scan_segments`, whose pages say where each segment stands)."""
+    for page in scan_segments(clients, table, segments, stop, on_transient, fast_page_s, bound):
+        if page.items is not None:
+            yield page.items
+
+
+def scan_segments(
+    clients: DynamoDBClients,
+    table: str,
+    segments: int,
+    stop: threading.Event,
+    on_transient: Callable[[SyncError], None],
+    fast_page_s: float = 5.0,
+    bound: RetryBound = UNBOUNDED,
+    start: Mapping[int, dict[str, Any] | None] | None = None,
+    done: Set[int] = frozenset(),
+) -> Iterator[SegmentPage]:
+    """Yield the table's pages from ``segments`` parallel scanners, each with its segment and
+    where that segment goes on.
 
     Reads are strongly consistent so that every write made before the stream position was
     captured is seen. A bounded queue keeps memory flat whatever the table size. Each segment
     sizes its pages with a :class:`PageLimit` (answers within ``fast_page_s`` let pages grow);
     a page still failing at ``bound`` raises :class:`~sync.errors.RetriesExhausted`.
+
+    To resume an interrupted scan, ``start`` gives the key each segment goes on after (its
+    last LastEvaluatedKey) and ``done`` the segments already finished (not read again). One
+    segment's pages come in its order; the last page of a segment has ``next_key`` None.
     """
+    starts: Mapping[int, dict[str, Any] | None] = start or {}
     pages: queue.Queue[Any] = queue.Queue(maxsize=2 * segments)
     cancelled = threading.Event()
 
@@ -86,7 +123,7 @@ def scan_table(
         return False
 
     def scan_segment(segment: int) -> None:
-        start_key: dict[str, Any] | None = None
+        start_key: dict[str, Any] | None = starts.get(segment)
         limit = PageLimit(fast_page_s)
 
         def call(key: dict[str, Any] | None) -> ScanPage:
@@ -103,9 +140,9 @@ def scan_table(
         try:
             while True:
                 page = retrying(partial(call, start_key), stop, failed, Backoff(), bound)
-                if page.items is not None and not put(page.items):
+                start_key = page.last_evaluated_key or None
+                if not put(SegmentPage(segment, segments, page.items, start_key)):
                     return
-                start_key = page.last_evaluated_key
                 if not start_key:
                     break
         except (SyncError, Stopped) as e:
@@ -116,12 +153,13 @@ def scan_table(
     workers = [
         threading.Thread(target=scan_segment, args=(s,), name=f"scan-{table}-{s}", daemon=True)
         for s in range(segments)
+        if s not in done
     ]
     for worker in workers:
         worker.start()
     finished = 0
     try:
-        while finished < segments:
+        while finished < len(workers):
             try:
                 item = pages.get(timeout=0.2)
             except queue.Empty:
