@@ -13,6 +13,7 @@ from sync.dynamodb.infer import infer_columns
 from sync.dynamodb.records import evolve_spec, image_rows, upserts
 from sync.dynamodb.scan import SegmentPage
 from sync.dynamodb.typeoptions import TypeOptions
+from sync.retry import Stopped
 from sync.schema import TableSpec
 from sync.source import LoadBatch, LoadProgress
 
@@ -140,22 +141,29 @@ def _batches(
             batch.clear()
             pending = 0
 
-    for page, after in pages:
-        if page is None or len(page) == 0:
-            position = after  # no rows: the next batch carries the position on
-            continue
-        if infer and items == 0:
-            sample = page.slice(0, infer_max)
-            spec = spec.with_columns(infer_columns(sample, options=types, key=spec.key))
-        spec = evolve_spec(spec, page, types)
-        if spec != batch_spec:
+    try:
+        for page, after in pages:
+            if page is None or len(page) == 0:
+                position = after  # no rows: the next batch carries the position on
+                continue
+            if infer and items == 0:
+                sample = page.slice(0, infer_max)
+                spec = spec.with_columns(infer_columns(sample, options=types, key=spec.key))
+            spec = evolve_spec(spec, page, types)
+            if spec != batch_spec:
+                yield from flush()
+                batch_spec = spec
+            batch.append(image_rows(spec, page, page, upserts(len(page)), types))
+            position = after
+            items += len(page)
+            pending += len(page)
+            yield LoadProgress(items)
+            if pending >= BATCH_ITEMS:
+                yield from flush()
+    except Stopped:
+        # Asked to stop: what was read is still committed, so a load resumed from its
+        # position does not read it again.
+        if position is not None:
             yield from flush()
-            batch_spec = spec
-        batch.append(image_rows(spec, page, page, upserts(len(page)), types))
-        position = after
-        items += len(page)
-        pending += len(page)
-        yield LoadProgress(items)
-        if pending >= BATCH_ITEMS:
-            yield from flush()
+        raise
     yield from flush()

@@ -113,6 +113,8 @@ def scan_segments(
     pages: queue.Queue[Any] = queue.Queue(maxsize=2 * segments)
     cancelled = threading.Event()
 
+    late: queue.SimpleQueue[Any] = queue.SimpleQueue()  # pages answered after the stop
+
     def put(item: object) -> bool:
         while not (stop.is_set() or cancelled.is_set()):
             try:
@@ -120,6 +122,8 @@ def scan_segments(
                 return True
             except queue.Full:
                 continue
+        if not cancelled.is_set():
+            late.put(item)  # read already: handed over before Stopped, not read again later
         return False
 
     def scan_segment(segment: int) -> None:
@@ -164,6 +168,7 @@ def scan_segments(
                 item = pages.get(timeout=0.2)
             except queue.Empty:
                 if stop.is_set():
+                    yield from _drain(workers, pages, late)
                     raise Stopped from None
                 continue
             if item is _DONE:
@@ -176,6 +181,23 @@ def scan_segments(
         cancelled.set()
         for worker in workers:
             worker.join(timeout=5)
+
+
+def _drain(
+    workers: list[threading.Thread], pages: queue.Queue[Any], late: queue.SimpleQueue[Any]
+) -> Iterator[SegmentPage]:
+    """The pages read when the scan was stopped: those queued, then those the segments were
+    waiting for (each segment's in its order), so a resumed scan need not read them again."""
+    for worker in workers:
+        worker.join(timeout=5)
+    for source in (pages, late):
+        while True:
+            try:
+                item = source.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, SegmentPage):
+                yield item
 
 
 def _scan_page(

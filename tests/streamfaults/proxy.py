@@ -119,6 +119,7 @@ class StreamFaultProxy:
         self.service = StreamsService(self.upstream, self.faults, self.settings)
         self.requests: Counter[str] = Counter()  # received requests per operation
         self._requests_lock = threading.Lock()
+        self.scanned_items = 0  # items answered by every Scan so far
         self._slow_scans: tuple[float, int] | None = None  # (seconds, above this Limit)
         self._hold_exports = False
         self._cut_objects: list[int] = []  # S3 GET answers left to cut: bytes sent of each
@@ -340,6 +341,10 @@ class StreamFaultProxy:
             if rewrite(answer):
                 self._send_json(handler, answer)
                 return
+        if status == 200 and op == "Scan":
+            count = int(json.loads(data).get("Count", 0))
+            with self._requests_lock:
+                self.scanned_items += count
         handler.reply(status, headers, data)
 
     @staticmethod
