@@ -83,6 +83,7 @@ def run_load(
         _no_transient,
         start=positions.start,
         done=positions.done,
+        read_ahead=positions.segments,  # as DynamoDBSource does
     )
     batches = resumable_scan_batches(
         pages, positions, spec, TypeOptions(support=acc.type_support), 10, resumed

@@ -96,6 +96,7 @@ def scan_segments(
     bound: RetryBound = UNBOUNDED,
     start: Mapping[int, dict[str, Any] | None] | None = None,
     done: Set[int] = frozenset(),
+    read_ahead: int | None = None,
 ) -> Iterator[SegmentPage]:
     """Yield the table's pages from ``segments`` parallel scanners, each with its segment and
     where that segment goes on.
@@ -108,9 +109,10 @@ def scan_segments(
     To resume an interrupted scan, ``start`` gives the key each segment goes on after (its
     last LastEvaluatedKey) and ``done`` the segments already finished (not read again). One
     segment's pages come in its order; the last page of a segment has ``next_key`` None.
+    ``read_ahead`` bounds the pages read and not yet taken (default two per segment).
     """
     starts: Mapping[int, dict[str, Any] | None] = start or {}
-    pages: queue.Queue[Any] = queue.Queue(maxsize=2 * segments)
+    pages: queue.Queue[Any] = queue.Queue(maxsize=read_ahead or 2 * segments)
     cancelled = threading.Event()
 
     late: queue.SimpleQueue[Any] = queue.SimpleQueue()  # pages answered after the stop

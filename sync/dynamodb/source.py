@@ -147,6 +147,8 @@ class DynamoDBSource:
             self.request_bound,
             start=positions.start,
             done=positions.done,
+            # One page per segment ahead: what a kill loses is read again after the restart.
+            read_ahead=positions.segments,
         )
         return resumable_scan_batches(
             pages,

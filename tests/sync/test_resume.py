@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from sync.accelerators.base import open_accelerator
 from sync.pipeline import STAGING_SUFFIX, DatasetSync
 from sync.settings import DatasetSettings
 from sync.status import State
-from tests.dynamo import Emulator, create_table, iter_batches, random_item, scan_all
+from tests.dynamo import Emulator, create_table, fill_table, scan_all
 from tests.harness import assert_mirror_equals_source, caught_up, mutate, settings_for, wait_for
 from tests.streamfaults import StreamFaultProxy
 
@@ -34,16 +33,7 @@ def proxy(emulator: Emulator) -> Iterator[StreamFaultProxy]:
 
 def seed(ddb: Any, table: str, items: int) -> None:
     create_table(ddb, table)
-    rng = random.Random(2)
-    puts = [{"PutRequest": {"Item": random_item(rng, f"k{i}", 0)}} for i in range(items)]
-
-    def write(requests: list[dict[str, Any]]) -> None:
-        while requests:
-            answer = ddb.batch_write_item(RequestItems={table: requests})
-            requests = answer.get("UnprocessedItems", {}).get(table, [])
-
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(write, iter_batches(puts, 25)))
+    fill_table(ddb, table, items)
 
 
 def interrupted(settings: DatasetSettings, running: list[DatasetSync], at: int) -> DatasetSync:
