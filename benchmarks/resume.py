@@ -129,12 +129,15 @@ def trial(bodies: list[bytes], segments: int, kill: bool, directory: Path) -> di
     acc = open_accelerator(settings)
     committed = acc.row_count(STAGING.name)
     stored = acc.load_checkpoint(STAGING.name)
-    assert stored is not None
-    loaded = tuple(s for s in stored.shards if s.stream_arn != CAPTURED.stream_arn)
     spec = acc.table_spec(STAGING.name)
     assert spec is not None
     started = time.perf_counter()
-    run_load(acc, scan, spec, ScanPositions.parse(TABLE, loaded), True, threading.Event())
+    if stored is None:  # killed before a batch was committed (a small table): start over
+        positions, resumed = ScanPositions(TABLE, segments), False
+    else:
+        loaded = tuple(s for s in stored.shards if s.stream_arn != CAPTURED.stream_arn)
+        positions, resumed = ScanPositions.parse(TABLE, loaded), True
+    run_load(acc, scan, spec, positions, resumed, threading.Event())
     second_s = time.perf_counter() - started
     total = acc.row_count(STAGING.name)
     acc.close()
