@@ -201,8 +201,10 @@ def test_an_items_per_second_limit_paces_the_scan_across_segments_and_loads_ever
     assert sum(s.items for s in scans) == items
     # One second of burst and a page per segment charged after it arrived (pages are capped
     # at half a second of the limit per segment) may go ahead of the limit; nothing more.
+    # (Timed from the first answer: less a first page slower than the last, 0.25 s at most.)
     page = limit / 2 / 2
-    assert elapsed >= (items - limit - 2 * page) / limit, f"{items / elapsed:.0f} items/s"
+    bound = (items - limit - 2 * page) / limit - 0.25
+    assert elapsed >= bound, f"{items / elapsed:.0f} items/s"
     steady = rate(scans, scans[0].at + 1.5, scans[-1].at)
     assert steady <= 1.15 * limit, f"{steady:.0f} items/s past the burst"
     print(f"\n{items} items in {len(scans)} Scans over {elapsed:.2f} s: ")
