@@ -23,7 +23,7 @@ from sync.dynamodb.export import (
 )
 from sync.dynamodb.exportfiles import export_pages
 from sync.dynamodb.load import scan_batches
-from sync.dynamodb.ratelimit import ReadRateLimiter
+from sync.dynamodb.ratelimit import ReadRateLimiter, Unit
 from sync.dynamodb.records import stream_rows
 from sync.dynamodb.scan import auto_segments, scan_table
 from sync.dynamodb.stream import StreamReader
@@ -133,8 +133,9 @@ class DynamoDBSource:
         limit = self.settings.scan_rate_limit
         if limit is None:
             return ReadRateLimiter(None)
+        unit: Unit = "items"
         if limit.items_per_s is not None:
-            per_s, unit = limit.items_per_s, "items"
+            per_s = limit.items_per_s
         else:
             capacity = describe_table(self.clients, table).read_capacity_units
             if capacity <= 0:
@@ -152,7 +153,7 @@ class DynamoDBSource:
             "items" if unit == "items" else "read capacity units",
             limit,
         )
-        return ReadRateLimiter(per_s, unit)  # type: ignore[arg-type]
+        return ReadRateLimiter(per_s, unit)
 
     def _export_pages(self, table: SourceTable, stop: threading.Event) -> Iterator[pa.StructArray]:
         """Request a full export (the stream position was captured before, so the export holds
