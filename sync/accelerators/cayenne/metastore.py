@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -168,6 +169,45 @@ def read_snapshot(con: sqlite3.Connection, table: str | None = None) -> Snapshot
             )
             files.setdefault(entry.table, []).append(entry)
     return Snapshot(tables, {name: tuple(entries) for name, entries in files.items()})
+
+
+class SnapshotReader:
+    """The last committed :class:`Snapshot`, read again only after a commit.
+
+    One connection of its own, kept open: SQLite's ``data_version`` tells it whether any
+    other connection (this process's writer, or another process) committed since the last
+    read, so a query after no commit costs one pragma instead of reading every file's row.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._lock = threading.Lock()
+        self._con: sqlite3.Connection | None = None
+        self._version: int | None = None
+        self._snapshot: Snapshot | None = None
+        self._closed = False
+
+    def read(self) -> Snapshot:
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the accelerator is closed")
+            if self._con is None:
+                self._con = connect(self._directory)
+            version = int(self._con.execute("PRAGMA data_version").fetchone()[0])
+            if self._snapshot is None or version != self._version:
+                # A commit after the pragma only makes this read newer than ``version``: the
+                # next read sees the version move and reads again.
+                self._snapshot = read_snapshot(self._con)
+                self._version = version
+            return self._snapshot
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+            self._snapshot = None
 
 
 def next_commit(con: sqlite3.Connection) -> int:
