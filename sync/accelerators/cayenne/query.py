@@ -131,7 +131,7 @@ def attach_views(
     """
     opened = 0
     for name, spec in snapshot.tables.items():
-        entries: list[tuple[str, DataFile]] = []
+        entries: list[tuple[str, DataFile, pads.Dataset | pa.Table]] = []
         values = (pinned or {}).get(name)
         for file in snapshot.files.get(name, ()):
             if values is not None and not may_hold(file, values):
@@ -139,13 +139,44 @@ def attach_views(
             relation = _relation(cache, file, spec.key[0], values)
             if relation is None:
                 continue
-            db.register(f"_f{file.id}", relation)
-            entries.append((f"_f{file.id}", file))
+            entries.append((f"_f{file.id}", file, relation))
             opened += 1
-        db.execute(
-            f"CREATE TEMP VIEW {sql.quote(name)} AS {table_sql(spec, entries, keep_seq=False)}"
-        )
+        found = _found_rows(spec, entries) if values is not None else None
+        if found is not None:
+            db.register(name, found)
+            continue
+        for relation_name, _, relation in entries:
+            db.register(relation_name, relation)
+        view = table_sql(spec, [(n, f) for n, f, _ in entries], keep_seq=False)
+        db.execute(f"CREATE TEMP VIEW {sql.quote(name)} AS {view}")
     return opened
+
+
+def _found_rows(
+    spec: TableSpec, entries: Sequence[tuple[str, DataFile, pads.Dataset | pa.Table]]
+) -> pa.Table | None:
+    """A point lookup's rows of the table, resolved here when every file gave just the key's
+    rows, in the table's columns as they are now: the newest version of each key, tombstoned
+    keys left out. None if some file needs the view's SQL (a whole file, older columns)."""
+    tables = []
+    for _, file, relation in entries:
+        if not isinstance(relation, pa.Table) or file.columns != spec.columns:
+            return None
+        tables.append(relation)
+    if not tables or len({t.schema for t in tables}) > 1:
+        return None
+    rows = pa.concat_tables(tables)
+    keys = list(zip(*(rows.column(k).to_pylist() for k in spec.key), strict=True))
+    seqs = rows.column(SEQ_COLUMN).to_pylist()
+    newest: dict[tuple[object, ...], int] = {}
+    for i, key in enumerate(keys):
+        if key not in newest or seqs[i] > seqs[newest[key]]:
+            newest[key] = i
+    ops = rows.column(OP_COLUMN).to_pylist()
+    keep = sorted(i for i in newest.values() if ops[i] == int(Op.UPSERT))
+    # Slices, not take: Arrow has no take for the string views Vortex returns.
+    kept = pa.concat_tables([rows.slice(i, 1) for i in keep]) if keep else rows.slice(0, 0)
+    return kept.select(list(spec.column_names))
 
 
 _INDEXED: dict[SqlType, type] = {
