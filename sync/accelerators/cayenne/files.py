@@ -122,6 +122,7 @@ class FileCache:
         self._lock = threading.Lock()
         self._files: dict[str, vortex.VortexFile] = {}
         self._indexes: dict[str, KeyIndex] = {}
+        self._scans: dict[str, vortex.RepeatedScan] = {}
         self._generation: object = None
 
     def open(self, name: str) -> vortex.VortexFile:
@@ -161,8 +162,21 @@ class FileCache:
         found = self.index(name, column).rows_of(values)
         if not found:
             return None
+        if found[-1] - found[0] + 1 == len(found):  # one run of rows: the usual lookup
+            scan = self._scan(name)
+            return scan.execute(row_range=(found[0], found[-1] + 1)).read_all().to_arrow_table()
         indices = vortex.array(pa.array(found, pa.uint64()))
         return self.open(name).to_arrow(indices=indices).read_all()
+
+    def _scan(self, name: str) -> vortex.RepeatedScan:
+        """A scan of the whole file prepared once, reading any run of rows at a time."""
+        with self._lock:
+            scan = self._scans.get(name)
+        if scan is None:
+            scan = self.open(name).to_repeated_scan()
+            with self._lock:
+                scan = self._scans.setdefault(name, scan)
+        return scan
 
     def follow(self, generation: object, names: Callable[[], set[str]]) -> None:
         """Keep only the files ``names()`` lists, once per ``generation`` (a committed
@@ -176,7 +190,7 @@ class FileCache:
 
     def keep_only(self, names: set[str]) -> None:
         with self._lock:
-            for cache in (self._files, self._indexes):
+            for cache in (self._files, self._indexes, self._scans):
                 for name in [n for n in cache if n not in names]:
                     del cache[name]
 
