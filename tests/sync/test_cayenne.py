@@ -487,6 +487,20 @@ def test_lookups_on_many_change_files_read_only_the_files_holding_the_key(root: 
         assert lookup(reader, "k004") == ([], 0)
 
 
+@pytest.mark.parametrize("size", [10, files.SMALL_FILE + 10])  # Python list; Arrow array
+def test_key_indexes_find_every_row_of_a_key_in_any_order(size: int) -> None:
+    keys = [f"k{i % (size // 2):06}" for i in range(size)]  # each key twice
+    random.Random(3).shuffle(keys)
+    for column in (pa.array(keys, pa.string_view()), pa.array(sorted(keys))):
+        index = files.KeyIndex(column)
+        values = column.to_pylist()
+        for key in ("k000000", f"k{size // 2 - 1:06}", "k000003"):
+            assert index.rows_of([key]) == [i for i, v in enumerate(values) if v == key]
+        assert index.rows_of(["a", "z"]) == []
+        both = index.rows_of(["k000001", "k000002"])
+        assert both == sorted(i for i, v in enumerate(values) if v in ("k000001", "k000002"))
+
+
 def test_queries_during_background_compaction_see_whole_batches(root: Path) -> None:
     busy = settings(
         root,

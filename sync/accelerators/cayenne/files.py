@@ -62,6 +62,8 @@ class KeyIndex:
     def __init__(self, keys: pa.Array | pa.ChunkedArray) -> None:
         if isinstance(keys, pa.ChunkedArray):
             keys = keys.combine_chunks()
+        if pa.types.is_string_view(keys.type):  # as Vortex reads text: Arrow cannot sort it
+            keys = keys.cast(pa.string())
         self._rows: pa.Array | None = None  # None: the file is in key order
         if len(keys) > 1 and not pc.all(pc.less_equal(keys[:-1], keys[1:])).as_py():
             self._rows = pc.sort_indices(keys)
