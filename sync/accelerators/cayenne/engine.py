@@ -331,6 +331,8 @@ class CayenneAccelerator:
     def _delete_expired(self) -> None:
         """Delete retired files no query can still be reading (called holding the lock, or
         before any other thread runs)."""
+        # Cached indexes of files no table lists any more go too, queried or not.
+        self._files.keep_only(metastore.live_names(self._con))
         names = metastore.expired(self._con, time.time() - self._grace_s)
         if names:
             files.delete(self._data_dir, names)

@@ -294,10 +294,14 @@ def load_checkpoint(con: sqlite3.Connection, dataset: str) -> Checkpoint | None:
     return sql.checkpoint_from_rows(con.execute(sql.CHECKPOINT_SELECT, [dataset]).fetchall())
 
 
+def live_names(con: sqlite3.Connection) -> set[str]:
+    """The names of the files some table is made of now."""
+    return {r[0] for r in con.execute("SELECT name FROM cayenne_files")}
+
+
 def registered_names(con: sqlite3.Connection) -> set[str]:
     """Every file name the metastore knows: live or retired (not yet deleted)."""
-    live = {r[0] for r in con.execute("SELECT name FROM cayenne_files")}
-    return live | {r[0] for r in con.execute("SELECT name FROM cayenne_retired")}
+    return live_names(con) | {r[0] for r in con.execute("SELECT name FROM cayenne_retired")}
 
 
 def expired(con: sqlite3.Connection, older_than: float) -> list[str]:
