@@ -7,6 +7,7 @@ Keys follow Spice's so that a Spice user's file works unchanged. Every problem i
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from sync.settings import (
     DatasetSettings,
     NumberOverflow,
     NumberType,
+    ScanRateLimit,
     SnapshotPolicy,
     SourceSettings,
     TtlDeletes,
@@ -520,6 +522,7 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
         scan_interval=get.duration("scan_interval", timedelta(seconds=1)),
         ready_lag=get.duration("ready_lag", timedelta(seconds=2)),
         scan_segments=get.segments("scan_segments"),
+        scan_rate_limit=get.rate_limit("scan_rate_limit"),
         **_initial_load(get, f"{where}: params"),
         schema_infer_max_records=get.positive_int("schema_infer_max_records", 10),
         retention_behavior=get.choice(  # type: ignore[arg-type]
@@ -832,6 +835,30 @@ class _Getter:
             return None
         self._read.discard(key)
         return self.positive_int(key, 1)
+
+    def rate_limit(self, key: str) -> ScanRateLimit | None:
+        """Items per second (``2000``), or a percentage of the table's provisioned read
+        capacity (``50%``, above 0 and at most 100)."""
+        value = self._get(key)
+        if value is None:
+            return None
+        expected = (
+            "items per second above 0 (e.g. 2000) or a percentage of the table's provisioned "
+            f"read capacity from 0 to 100 (e.g. 50%), got {value!r}"
+        )
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ConfigError(f"{self._where}.{key}: expected {expected}")
+        text = str(value).strip()
+        percent = text.endswith("%")
+        try:
+            number = float(text.removesuffix("%").strip())
+        except ValueError:
+            raise ConfigError(f"{self._where}.{key}: expected {expected}") from None
+        if not math.isfinite(number) or number <= 0 or (percent and number > 100):
+            raise ConfigError(f"{self._where}.{key}: expected {expected}")
+        if percent:
+            return ScanRateLimit(capacity_fraction=number / 100)
+        return ScanRateLimit(items_per_s=number)
 
     def reject_rest(self) -> None:
         for key in self._mapping:

@@ -1,7 +1,7 @@
 """Errors of the sync, with their retry policy on the class.
 
-Loops read the flags (``retriable``, ``refresh_iterator``, ``shrink_page``), never the
-messages.
+Loops read the flags (``retriable``, ``refresh_iterator``, ``shrink_page``, ``throttled``),
+never the messages.
 """
 
 from __future__ import annotations
@@ -13,12 +13,20 @@ class SyncError(Exception):
     retriable = False
     refresh_iterator = False
     shrink_page = False  # retry with a smaller page (Scan ``Limit``)
+    throttled = False  # the table's read capacity (or the account's rate) was exceeded
 
 
 class TransientError(SyncError):
     """Throttling, 5xx, timeouts, connection resets: retried with backoff, counted."""
 
     retriable = True
+
+
+class Throttled(TransientError):
+    """ProvisionedThroughputExceededException, ThrottlingException: retried, and a Scan slows
+    its read rate down."""
+
+    throttled = True
 
 
 class RequestTimedOut(TransientError):

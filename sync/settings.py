@@ -136,6 +136,28 @@ class ExportSettings:
 
 
 @dataclass(frozen=True)
+class ScanRateLimit:
+    """``scan_rate_limit``: the most a bootstrap Scan reads per second, as ``items_per_s``
+    items, or as ``capacity_fraction`` (0 to 1) of the table's provisioned read capacity,
+    spent in the read capacity units the Scan pages consumed. A fraction needs a table in
+    provisioned capacity mode: an on-demand table has no read capacity to take a share of,
+    and its load fails with an error saying to give items per second instead.
+    """
+
+    items_per_s: float | None = None
+    capacity_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.items_per_s is None) == (self.capacity_fraction is None):
+            raise ValueError("give either items_per_s or capacity_fraction")
+
+    def __str__(self) -> str:
+        if self.items_per_s is not None:
+            return f"{self.items_per_s:g} items/s"
+        return f"{(self.capacity_fraction or 0) * 100:g}% of the provisioned read capacity"
+
+
+@dataclass(frozen=True)
 class DatasetSettings:
     """Everything one dataset's sync needs."""
 
@@ -145,6 +167,7 @@ class DatasetSettings:
     scan_interval: timedelta = timedelta(seconds=1)
     ready_lag: timedelta = timedelta(seconds=2)
     scan_segments: int | None = None  # None: sized from the table's item count
+    scan_rate_limit: ScanRateLimit | None = None  # None: no ceiling (throttles still slow it)
     schema_infer_max_records: int = 10
     # How the table is first loaded (issue 15): a parallel Scan, an S3 export (``export`` set),
     # or an export falling back to Scan; ``initial_snapshot`` is Spice's

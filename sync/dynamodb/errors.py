@@ -16,16 +16,21 @@ from sync.errors import (
     RequestTimedOut,
     RetentionExceeded,
     SyncError,
+    Throttled,
     TransientError,
 )
 
-_TRANSIENT_CODES = frozenset(
+_THROTTLING_CODES = frozenset(
     {
-        "LimitExceededException",
         "ThrottlingException",
         "Throttling",
         "ProvisionedThroughputExceededException",
         "RequestLimitExceeded",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "LimitExceededException",
         "InternalServerError",
         "InternalFailure",
         "ServiceUnavailable",
@@ -48,6 +53,8 @@ def classify(error: Exception, context: str) -> SyncError:
             return IteratorExpired(text)
         if code == "TrimmedDataAccessException":
             return RetentionExceeded(text)
+        if code in _THROTTLING_CODES:
+            return Throttled(text)
         if code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
             return TransientError(text)
         return PermanentError(text)

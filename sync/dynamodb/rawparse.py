@@ -144,11 +144,17 @@ class RecordsPage:
 
 @dataclass(frozen=True)
 class ScanPage:
-    """One Scan response: ``items`` in DynamoDB's typed form, and where the next page starts."""
+    """One Scan response: ``items`` in DynamoDB's typed form, and where the next page starts.
+
+    ``consumed_capacity`` is the read capacity units the page cost (``ConsumedCapacity``, when
+    asked for with ``ReturnConsumedCapacity``); ``nbytes`` the body's size.
+    """
 
     items: pa.StructArray | None
     last_evaluated_key: dict[str, Any] | None
     scanned_count: int
+    consumed_capacity: float | None = None
+    nbytes: int = 0
 
     @property
     def count(self) -> int:
@@ -168,7 +174,20 @@ def parse_scan(body: bytes) -> ScanPage:
         _list_items(table, "Items"),
         _without_nulls(_scalar(table, "LastEvaluatedKey")),
         _scalar(table, "ScannedCount") or 0,
+        _capacity_units(table),
+        len(body),
     )
+
+
+def _capacity_units(table: pa.Table) -> float | None:
+    """``ConsumedCapacity.CapacityUnits`` (a single struct field: no Python dict built)."""
+    if "ConsumedCapacity" not in table.column_names:
+        return None
+    consumed = table.column("ConsumedCapacity")
+    if not pa.types.is_struct(consumed.type) or consumed.type.get_field_index("CapacityUnits") < 0:
+        return None
+    units = pc.struct_field(consumed, "CapacityUnits")[0].as_py()
+    return None if units is None else float(units)
 
 
 def parse_export_lines(body: bytes) -> pa.StructArray | None:

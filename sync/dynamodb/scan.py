@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from sync.dynamodb.client import DynamoDBClients
 from sync.dynamodb.errors import classify
+from sync.dynamodb.ratelimit import ReadRateLimiter
 from sync.dynamodb.rawparse import ScanPage, parse_scan
 from sync.errors import SyncError
 from sync.retry import UNBOUNDED, Backoff, RetryBound, Stopped, retrying
@@ -27,6 +28,9 @@ START_PAGE_LIMIT = 1_000
 MIN_PAGE_LIMIT = 16
 MAX_PAGE_LIMIT = 10_000
 FAST_PAGES_TO_GROW = 4
+# A strongly consistent read costs one read capacity unit per 4 KB: the estimate of a page's
+# cost when the answer does not say (ConsumedCapacity missing).
+CAPACITY_UNIT_BYTES = 4096
 
 
 def auto_segments(item_count: int) -> int:
@@ -78,10 +82,14 @@ def scan_table(
     on_transient: Callable[[SyncError], None],
     fast_page_s: float = 5.0,
     bound: RetryBound = UNBOUNDED,
+    limiter: ReadRateLimiter | None = None,
 ) -> Iterator[pa.StructArray]:
     """Yield the table's items, a page at a time, from ``segments`` parallel scanners (see
     :func:`scan_segments`, whose pages say where each segment stands)."""
-    for page in scan_segments(clients, table, segments, stop, on_transient, fast_page_s, bound):
+    scanned = scan_segments(
+        clients, table, segments, stop, on_transient, fast_page_s, bound, limiter
+    )
+    for page in scanned:
         if page.items is not None:
             yield page.items
 
@@ -94,6 +102,7 @@ def scan_segments(
     on_transient: Callable[[SyncError], None],
     fast_page_s: float = 5.0,
     bound: RetryBound = UNBOUNDED,
+    limiter: ReadRateLimiter | None = None,
     start: Mapping[int, dict[str, Any] | None] | None = None,
     done: Set[int] = frozenset(),
     read_ahead: int | None = None,
@@ -106,11 +115,16 @@ def scan_segments(
     sizes its pages with a :class:`PageLimit` (answers within ``fast_page_s`` let pages grow);
     a page still failing at ``bound`` raises :class:`~sync.errors.RetriesExhausted`.
 
+    Every segment spends the one ``limiter`` (a fresh unlimited one if None): each request
+    waits for it, each answered page is charged to it (its items, or the read capacity units
+    it consumed), and each throttling answer slows it down.
+
     To resume an interrupted scan, ``start`` gives the key each segment goes on after (its
     last LastEvaluatedKey) and ``done`` the segments already finished (not read again). One
     segment's pages come in its order; the last page of a segment has ``next_key`` None.
     ``read_ahead`` bounds the pages read and not yet taken (default two per segment).
     """
+    limiter = limiter or ReadRateLimiter(None)
     starts: Mapping[int, dict[str, Any] | None] = start or {}
     pages: queue.Queue[Any] = queue.Queue(maxsize=read_ahead or 2 * segments)
     cancelled = threading.Event()
@@ -132,15 +146,34 @@ def scan_segments(
         start_key: dict[str, Any] | None = starts.get(segment)
         limit = PageLimit(fast_page_s)
 
+        items_per_unit = 1.0  # of a capacity limit, as the last page showed
+
         def call(key: dict[str, Any] | None) -> ScanPage:
+            nonlocal items_per_unit
+            if not limiter.acquire(stop, cancelled):
+                raise Stopped
+            cap = limiter.page_items(segments, items_per_unit)
+            page_limit = limit.value if cap is None else max(MIN_PAGE_LIMIT, min(limit.value, cap))
             started = time.monotonic()
-            page = _scan_page(clients, table, segment, segments, key, limit.value)
+            page = _scan_page(clients, table, segment, segments, key, page_limit)
             limit.answered(time.monotonic() - started)
+            scanned = max(page.count, page.scanned_count)
+            if limiter.unit == "capacity":
+                units = page.consumed_capacity
+                if units is None:
+                    units = page.nbytes / CAPACITY_UNIT_BYTES
+                if units > 0 and scanned:
+                    items_per_unit = scanned / units
+                limiter.charge(units)
+            else:
+                limiter.charge(scanned)
             return page
 
         def failed(error: SyncError) -> None:
             if error.shrink_page:
                 limit.shrink()
+            if error.throttled:
+                limiter.throttled()
             on_transient(error)
 
         try:
@@ -210,7 +243,12 @@ def _scan_page(
     start_key: dict[str, Any] | None,
     limit: int,
 ) -> ScanPage:
-    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True, "Limit": limit}
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "ConsistentRead": True,
+        "Limit": limit,
+        "ReturnConsumedCapacity": "TOTAL",
+    }
     if segments > 1:
         kwargs.update(Segment=segment, TotalSegments=segments)
     if start_key:

@@ -23,12 +23,13 @@ from sync.dynamodb.export import (
 )
 from sync.dynamodb.exportfiles import export_pages
 from sync.dynamodb.load import ScanPositions, resumable_scan_batches, scan_batches
+from sync.dynamodb.ratelimit import ReadRateLimiter, Unit
 from sync.dynamodb.records import stream_rows
 from sync.dynamodb.scan import auto_segments, scan_segments
 from sync.dynamodb.stream import StreamReader
 from sync.dynamodb.table import describe_table
 from sync.dynamodb.typeoptions import TypeOptions
-from sync.errors import ExportFailed, RetentionExceeded, SyncError
+from sync.errors import ExportFailed, PermanentError, RetentionExceeded, SyncError
 from sync.retry import RetryBound
 from sync.schema import TableSpec, TypeSupport
 from sync.settings import DatasetSettings
@@ -134,7 +135,9 @@ class DynamoDBSource:
         positions: ScanPositions,
         resumed: bool,
     ) -> Iterator[LoadBatch | LoadProgress]:
-        """A strongly consistent parallel Scan from ``positions``, batched with them."""
+        """A strongly consistent parallel Scan from ``positions``, batched with them, at the
+        rate ``scan_rate_limit`` allows."""
+        limiter = self._scan_limiter(table.name)
         # A page answered within a quarter of the read timeout may grow.
         fast_page_s = self.settings.source.read_timeout_s / 4
         pages = scan_segments(
@@ -145,6 +148,7 @@ class DynamoDBSource:
             self.count_transient,
             fast_page_s,
             self.request_bound,
+            limiter,
             start=positions.start,
             done=positions.done,
             # One page per segment ahead: what a kill loses is read again after the restart.
@@ -158,6 +162,39 @@ class DynamoDBSource:
             self.settings.schema_infer_max_records,
             resumed,
         )
+
+    def _scan_limiter(self, table: str) -> ReadRateLimiter:
+        """The read rate of the Scan, by ``scan_rate_limit``: items per second, or a share of
+        the table's provisioned read capacity (DescribeTable's ReadCapacityUnits) spent in
+        consumed capacity units. Unset, the rate has no ceiling but throttles slow it down.
+
+        Raises:
+            PermanentError: a percentage for an on-demand table (no provisioned capacity).
+        """
+        limit = self.settings.scan_rate_limit
+        if limit is None:
+            return ReadRateLimiter(None)
+        unit: Unit = "items"
+        if limit.items_per_s is not None:
+            per_s = limit.items_per_s
+        else:
+            capacity = describe_table(self.clients, table).read_capacity_units
+            if capacity <= 0:
+                raise PermanentError(
+                    f"params.scan_rate_limit: {limit} needs a table in provisioned capacity "
+                    f"mode, but table {table!r} is on-demand (PAY_PER_REQUEST) and has no read "
+                    "capacity to take a share of; give items per second instead "
+                    "(e.g. scan_rate_limit: 2000)"
+                )
+            per_s, unit = (limit.capacity_fraction or 0) * capacity, "capacity"
+        log.info(
+            "dataset %s: scan rate limited to %g %s/s (scan_rate_limit: %s)",
+            self.settings.name,
+            per_s,
+            "items" if unit == "items" else "read capacity units",
+            limit,
+        )
+        return ReadRateLimiter(per_s, unit)
 
     def _export_pages(self, table: SourceTable, stop: threading.Event) -> Iterator[pa.StructArray]:
         """Request a full export (the stream position was captured before, so the export holds

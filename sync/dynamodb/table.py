@@ -22,6 +22,7 @@ class TableDescription:
     size_bytes: int
     stream_arn: str | None
     stream_view_type: str | None
+    read_capacity_units: int = 0  # provisioned; 0 for an on-demand (PAY_PER_REQUEST) table
 
     def require_stream(self) -> str:
         """The stream ARN, or an error that says how to enable the right stream."""
@@ -63,6 +64,8 @@ def describe_table(clients: DynamoDBClients, table: str) -> TableDescription:
     attr_types = {a["AttributeName"]: a["AttributeType"] for a in raw["AttributeDefinitions"]}
     spec = raw.get("StreamSpecification") or {}
     enabled = spec.get("StreamEnabled", False)
+    on_demand = (raw.get("BillingModeSummary") or {}).get("BillingMode") == "PAY_PER_REQUEST"
+    provisioned = raw.get("ProvisionedThroughput") or {}
     return TableDescription(
         name=table,
         key=key,
@@ -71,4 +74,5 @@ def describe_table(clients: DynamoDBClients, table: str) -> TableDescription:
         size_bytes=int(raw.get("TableSizeBytes", 0)),
         stream_arn=raw.get("LatestStreamArn") if enabled else None,
         stream_view_type=spec.get("StreamViewType") if enabled else None,
+        read_capacity_units=0 if on_demand else int(provisioned.get("ReadCapacityUnits", 0)),
     )

@@ -188,3 +188,27 @@ def test_cli_exits_2_with_one_line_before_starting_anything(tmp_path: Path) -> N
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "refresh_sql" in lines[0] and "'orders'" in lines[0]
     assert not (tmp_path / "data").exists(), "nothing may start before validation passes"
+
+
+@pytest.mark.parametrize(
+    "value, items_per_s, fraction",
+    [(2000, 2000.0, None), ("2500", 2500.0, None), (12.5, 12.5, None), ("50%", None, 0.5)],
+)
+def test_scan_rate_limit_is_items_per_second_or_a_share_of_read_capacity(
+    tmp_path: Path, value: Any, items_per_s: float | None, fraction: float | None
+) -> None:
+    (ds,) = parse_config(pod(params__scan_rate_limit=value), tmp_path / "p.yaml").datasets
+    assert ds.scan_rate_limit is not None
+    assert ds.scan_rate_limit.items_per_s == items_per_s
+    assert ds.scan_rate_limit.capacity_fraction == fraction
+    (unset,) = parse_config(pod(), tmp_path / "p.yaml").datasets
+    assert unset.scan_rate_limit is None
+
+
+@pytest.mark.parametrize("value", [0, -5, "0%", "101%", "fast", "50 items", True, [2000], "nan"])
+def test_a_bad_scan_rate_limit_names_the_key(tmp_path: Path, value: Any) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(pod(params__scan_rate_limit=value), tmp_path / "p.yaml")
+    message = str(error.value)
+    assert "dataset 'orders': params.scan_rate_limit: expected items per second" in message
+    assert "(e.g. 50%)" in message and repr(value) in message

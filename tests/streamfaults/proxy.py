@@ -4,13 +4,14 @@ are answered from the virtual topology, and faults are injected on demand."""
 from __future__ import annotations
 
 import json
+import math
 import socket
 import struct
 import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -31,6 +32,21 @@ _DEFAULT_MESSAGES = {
     "InternalServerError": "Internal server error",
     "ServiceUnavailable": "Service unavailable",
 }
+
+
+# DynamoDB charges a strongly consistent Scan one read capacity unit per 4 KB of the items it
+# read (their sizes summed over the page, rounded up).
+CAPACITY_UNIT_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class ScanAnswer:
+    """One Scan answered 200: when (``time.monotonic()``), how many items, and the read
+    capacity units its ``ConsumedCapacity`` said (None when not asked for)."""
+
+    at: float
+    items: int
+    capacity_units: float | None
 
 
 class _Server(ThreadingHTTPServer):
@@ -119,8 +135,9 @@ class StreamFaultProxy:
         self.service = StreamsService(self.upstream, self.faults, self.settings)
         self.requests: Counter[str] = Counter()  # received requests per operation
         self._requests_lock = threading.Lock()
-        self.scanned_items = 0  # items answered by every Scan so far
         self._slow_scans: tuple[float, int] | None = None  # (seconds, above this Limit)
+        self._capacity_by_size = False
+        self.scans: list[ScanAnswer] = []  # every Scan answered 200, in order
         self._hold_exports = False
         self._cut_objects: list[int] = []  # S3 GET answers left to cut: bytes sent of each
         self._server: _Server | None = None
@@ -216,6 +233,18 @@ class StreamFaultProxy:
         """Hold every Scan asking for more than `above_limit` items (or no Limit) `seconds`
         before answering it: a server whose page time grows with the page size."""
         self._slow_scans = (seconds, above_limit)
+
+    def charge_capacity_by_size(self, on: bool = True) -> None:
+        """Rewrite the ``ConsumedCapacity`` of Scan answers as DynamoDB charges a strongly
+        consistent read (one unit per 4 KB of items, the page rounded up) instead of the
+        emulator's flat 1.0 per request."""
+        self._capacity_by_size = on
+
+    @property
+    def scanned_items(self) -> int:
+        """Items answered by every Scan so far."""
+        with self._requests_lock:
+            return sum(answer.items for answer in self.scans)
 
     @property
     def fault_counts(self) -> Counter[str]:
@@ -323,6 +352,9 @@ class StreamFaultProxy:
             handler.wfile.flush()
             handler.reset()
             return
+        if status == 200 and op == "Scan" and prefix == DYNAMODB_PREFIX:
+            self._send_scan(handler, headers, data)
+            return
         if status == 200 and self._hold_exports and op == "DescribeExport":
             answer = json.loads(data)
             answer["ExportDescription"]["ExportStatus"] = "IN_PROGRESS"
@@ -341,11 +373,23 @@ class StreamFaultProxy:
             if rewrite(answer):
                 self._send_json(handler, answer)
                 return
-        if status == 200 and op == "Scan":
-            count = int(json.loads(data).get("Count", 0))
-            with self._requests_lock:
-                self.scanned_items += count
         handler.reply(status, headers, data)
+
+    def _send_scan(
+        self, handler: _Handler, headers: list[tuple[str, str]] | dict[str, str], data: bytes
+    ) -> None:
+        answer = json.loads(data)
+        items = answer.get("Items") or []
+        consumed = answer.get("ConsumedCapacity")
+        if isinstance(consumed, dict) and self._capacity_by_size:
+            size = sum(len(json.dumps(item, separators=(",", ":"))) for item in items)
+            consumed["CapacityUnits"] = float(max(1, math.ceil(size / CAPACITY_UNIT_BYTES)))
+            data = json.dumps(answer).encode()
+            headers = json_headers(data)
+        units = consumed.get("CapacityUnits") if isinstance(consumed, dict) else None
+        with self._requests_lock:
+            self.scans.append(ScanAnswer(time.monotonic(), len(items), units))
+        handler.reply(200, headers, data)
 
     @staticmethod
     def _table_of(params: dict[str, Any]) -> str | None:

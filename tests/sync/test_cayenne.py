@@ -453,6 +453,54 @@ def test_point_lookups_open_only_the_files_whose_key_range_holds_the_key(
     assert lookup(both) == ([{"n": 99}], 12)
 
 
+def test_lookups_on_many_change_files_read_only_the_files_holding_the_key(root: Path) -> None:
+    spec = spec_of()
+    with CayenneAccelerator(settings(root)) as writer, CayenneAccelerator(settings(root)) as reader:
+        load(writer, spec, [{"pk": f"k{i:03}", "n": 0} for i in range(200)], checkpoint("0"))
+        for i in range(10):  # each change file's key range spans the whole table
+            rows = [{"pk": f"k{i:03}", "n": i + 1}, {"pk": f"k{199 - i:03}", "n": i + 1}]
+            writer.apply("t", spec, batch(spec, rows, checkpoint(str(i + 1))))
+        gone = [{OP_COLUMN: int(Op.DELETE), "pk": "k004"}, {"pk": "k150", "n": 99}]
+        writer.apply("t", spec, batch(spec, gone, checkpoint("11")))
+        assert len(writer.files_of("t")) == 12
+
+        def lookup(accelerator: CayenneAccelerator, key: str) -> tuple[list[Any], int]:
+            query = accelerator.query_handle().start("SELECT n FROM t WHERE pk = ?", [key])
+            try:
+                return [r["n"] for r in query.reader.read_all().to_pylist()], query.files_opened
+            finally:
+                query.close()
+
+        for accelerator in (writer, reader):  # the reader indexes the files it had not
+            assert lookup(accelerator, "k050") == ([0], 1)
+            assert lookup(accelerator, "k003") == ([4], 2)
+            assert lookup(accelerator, "k196") == ([4], 2)
+            assert lookup(accelerator, "k004") == ([], 3)  # loaded, updated, deleted
+            assert lookup(accelerator, "k150") == ([99], 2)
+            assert lookup(accelerator, "k200") == ([], 0)
+        # A commit is seen by the next query of either process.
+        writer.apply("t", spec, batch(spec, [{"pk": "k050", "n": 7}], checkpoint("12")))
+        assert lookup(reader, "k050") == ([7], 2)
+        assert lookup(writer, "k050") == ([7], 2)
+        writer.compact("t")
+        assert lookup(reader, "k050") == ([7], 1)
+        assert lookup(reader, "k004") == ([], 0)
+
+
+@pytest.mark.parametrize("size", [10, files.SMALL_FILE + 10])  # Python list; Arrow array
+def test_key_indexes_find_every_row_of_a_key_in_any_order(size: int) -> None:
+    keys = [f"k{i % (size // 2):06}" for i in range(size)]  # each key twice
+    random.Random(3).shuffle(keys)
+    for column in (pa.array(keys, pa.string_view()), pa.array(sorted(keys))):
+        index = files.KeyIndex(column)
+        values = column.to_pylist()
+        for key in ("k000000", f"k{size // 2 - 1:06}", "k000003"):
+            assert index.rows_of([key]) == [i for i, v in enumerate(values) if v == key]
+        assert index.rows_of(["a", "z"]) == []
+        both = index.rows_of(["k000001", "k000002"])
+        assert both == sorted(i for i, v in enumerate(values) if v in ("k000001", "k000002"))
+
+
 def test_queries_during_background_compaction_see_whole_batches(root: Path) -> None:
     busy = settings(
         root,

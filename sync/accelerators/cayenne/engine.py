@@ -88,6 +88,8 @@ class CayenneAccelerator:
         self._write_lock = threading.Lock()
         self._closed = False
         self._con = metastore.connect(self._metadata_dir)
+        self._snapshots = metastore.SnapshotReader(self._metadata_dir)
+        self._files = files.FileCache(self._data_dir)
         self._duck = duckdb.connect(":memory:", config=DUCKDB_CONFIG)  # queries' cursors
         self._duck_lock = threading.Lock()
         self._stop = threading.Event()
@@ -127,7 +129,9 @@ class CayenneAccelerator:
         return int(reader.read_all()["c"][0].as_py())
 
     def query_handle(self) -> CayenneQueryHandle:
-        return CayenneQueryHandle(self._metadata_dir, self._data_dir, self._cursor)
+        return CayenneQueryHandle(
+            self._metadata_dir, self._data_dir, self._cursor, self._snapshots, self._files
+        )
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._duck_lock:
@@ -214,6 +218,7 @@ class CayenneAccelerator:
         table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
         table = table.sort_by([(k, "ascending") for k in spec.key])
         name, size = files.write(self._data_dir, table)
+        self._files.prime(name, table.column(spec.key[0]))
         low, high = _key_range(table.column(spec.key[0]))
         tombstones = pc.sum(pc.equal(table.column(OP_COLUMN), int(Op.DELETE))).as_py() or 0
         return NewFile(
@@ -274,6 +279,7 @@ class CayenneAccelerator:
             )
         )
         merged_name, size = files.write(self._data_dir, merged)
+        self._files.prime(merged_name, merged.column(spec.key[0]))
         low, high = _key_range(merged.column(spec.key[0]))
         seqs = [f.min_seq for f in chosen] + [f.max_seq for f in chosen]
         tombstones = pc.sum(pc.equal(merged.column(OP_COLUMN), int(Op.DELETE))).as_py() or 0
@@ -325,6 +331,8 @@ class CayenneAccelerator:
     def _delete_expired(self) -> None:
         """Delete retired files no query can still be reading (called holding the lock, or
         before any other thread runs)."""
+        # Cached indexes of files no table lists any more go too, queried or not.
+        self._files.keep_only(metastore.live_names(self._con))
         names = metastore.expired(self._con, time.time() - self._grace_s)
         if names:
             files.delete(self._data_dir, names)
@@ -367,6 +375,7 @@ class CayenneAccelerator:
             self._closed = True
         with self._write_lock:
             self._con.close()
+            self._snapshots.close()
             self._duck.close()
             os.close(self._lock_fd)  # releases the writer lock
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -170,6 +171,45 @@ def read_snapshot(con: sqlite3.Connection, table: str | None = None) -> Snapshot
     return Snapshot(tables, {name: tuple(entries) for name, entries in files.items()})
 
 
+class SnapshotReader:
+    """The last committed :class:`Snapshot`, read again only after a commit.
+
+    One connection of its own, kept open: SQLite's ``data_version`` tells it whether any
+    other connection (this process's writer, or another process) committed since the last
+    read, so a query after no commit costs one pragma instead of reading every file's row.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._lock = threading.Lock()
+        self._con: sqlite3.Connection | None = None
+        self._version: int | None = None
+        self._snapshot: Snapshot | None = None
+        self._closed = False
+
+    def read(self) -> Snapshot:
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the accelerator is closed")
+            if self._con is None:
+                self._con = connect(self._directory)
+            version = int(self._con.execute("PRAGMA data_version").fetchone()[0])
+            if self._snapshot is None or version != self._version:
+                # A commit after the pragma only makes this read newer than ``version``: the
+                # next read sees the version move and reads again.
+                self._snapshot = read_snapshot(self._con)
+                self._version = version
+            return self._snapshot
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+            self._snapshot = None
+
+
 def next_commit(con: sqlite3.Connection) -> int:
     """Take the next commit number (inside the caller's write transaction)."""
     row = con.execute(
@@ -254,10 +294,14 @@ def load_checkpoint(con: sqlite3.Connection, dataset: str) -> Checkpoint | None:
     return sql.checkpoint_from_rows(con.execute(sql.CHECKPOINT_SELECT, [dataset]).fetchall())
 
 
+def live_names(con: sqlite3.Connection) -> set[str]:
+    """The names of the files some table is made of now."""
+    return {r[0] for r in con.execute("SELECT name FROM cayenne_files")}
+
+
 def registered_names(con: sqlite3.Connection) -> set[str]:
     """Every file name the metastore knows: live or retired (not yet deleted)."""
-    live = {r[0] for r in con.execute("SELECT name FROM cayenne_files")}
-    return live | {r[0] for r in con.execute("SELECT name FROM cayenne_retired")}
+    return live_names(con) | {r[0] for r in con.execute("SELECT name FROM cayenne_retired")}
 
 
 def expired(con: sqlite3.Connection, older_than: float) -> list[str]:

@@ -8,7 +8,9 @@ must never change a result.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import sqlglot
 from sqlglot import exp
@@ -23,18 +25,41 @@ def pinned_keys(
 
     ``first_keys`` maps each table to its first key column.
     """
+    pinned: dict[str, list[object]] = {}
+    for table, candidates in _plan(sql_text, tuple(sorted(first_keys.items()))):
+        for tokens in candidates:
+            values = [_resolve(token, params) for token in tokens]
+            if all(value is not _UNKNOWN for value in values):
+                pinned[table] = values
+                break
+    return pinned
+
+
+class _Param(NamedTuple):
+    """A statement parameter, by position."""
+
+    position: int
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(
+    sql_text: str, first_keys: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, tuple[tuple[object, ...], ...]], ...]:
+    """Per table, the value lists (literals or :class:`_Param`) of its WHERE's conjuncts that
+    pin its first key, in order: the statement is parsed once, whatever its parameters."""
     try:
         statement = sqlglot.parse_one(sql_text, read="duckdb")
     except sqlglot.errors.SqlglotError:
-        return {}
+        return ()
+    keys = dict(first_keys)
     placeholders = list(statement.find_all(exp.Placeholder))
     tables = list(statement.find_all(exp.Table))
     counts: dict[str, int] = {}
     for table in tables:
         counts[table.name] = counts.get(table.name, 0) + 1
-    pinned: dict[str, list[object]] = {}
+    plan = []
     for table in tables:
-        key = first_keys.get(table.name)
+        key = keys.get(table.name)
         if key is None or counts[table.name] != 1 or table.args.get("db"):
             continue
         select = table.parent_select
@@ -44,12 +69,20 @@ def pinned_keys(
         if source is None or source.this is not table or select.args.get("where") is None:
             continue
         names = {table.name, table.alias_or_name}
+        candidates = []
         for condition in _conjuncts(select.args["where"].this):
-            values = _values(condition, key, names, placeholders, params)
+            values = _values(condition, key, names, placeholders)
             if values is not None:
-                pinned[table.name] = values
-                break
-    return pinned
+                candidates.append(tuple(values))
+        if candidates:
+            plan.append((table.name, tuple(candidates)))
+    return tuple(plan)
+
+
+def _resolve(token: object, params: Sequence[object]) -> object:
+    if isinstance(token, _Param):
+        return params[token.position] if token.position < len(params) else _UNKNOWN
+    return token
 
 
 def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
@@ -64,7 +97,6 @@ def _values(
     key: str,
     names: set[str],
     placeholders: list[exp.Placeholder],
-    params: Sequence[object],
 ) -> list[object] | None:
     if isinstance(condition, exp.EQ):
         column, others = condition.this, [condition.expression]
@@ -80,7 +112,7 @@ def _values(
         return None
     values = []
     for other in others:
-        value = _value(other, placeholders, params)
+        value = _value(other, placeholders)
         if value is _UNKNOWN:
             return None
         values.append(value)
@@ -90,9 +122,7 @@ def _values(
 _UNKNOWN = object()
 
 
-def _value(
-    node: exp.Expression, placeholders: list[exp.Placeholder], params: Sequence[object]
-) -> object:
+def _value(node: exp.Expression, placeholders: list[exp.Placeholder]) -> object:
     if isinstance(node, exp.Literal):
         if node.is_string:
             return node.this
@@ -110,8 +140,8 @@ def _value(
                 index = int(number) - 1
             except ValueError:
                 index = None
-        if index is not None and 0 <= index < len(params):
-            return params[index]
+        if index is not None and index >= 0:
+            return _Param(index)
     return _UNKNOWN
 
 

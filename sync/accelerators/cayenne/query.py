@@ -118,45 +118,84 @@ def table_sql(spec: TableSpec, entries: Sequence[tuple[str, DataFile]], keep_seq
 
 def attach_views(
     db: duckdb.DuckDBPyConnection,
-    data_dir: Path,
+    cache: files.FileCache,
     snapshot: Snapshot,
     pinned: Mapping[str, Sequence[object]] | None = None,
 ) -> int:
-    """Register the files of ``snapshot`` and create one view per table; files opened.
+    """Register the files of ``snapshot`` and create one view per table; files read.
 
     A table in ``pinned`` (a point lookup: first key column → values) gets only the files
-    whose key range holds one of the values.
+    whose key range holds one of the values, and of those, when the key is text, bytes or an
+    integer, only the rows of those keys, found in the file's key index: a file that holds
+    none of them is not read at all.
     """
     opened = 0
     for name, spec in snapshot.tables.items():
-        entries = []
+        entries: list[tuple[str, DataFile, pads.Dataset | pa.Table]] = []
         values = (pinned or {}).get(name)
         for file in snapshot.files.get(name, ()):
             if values is not None and not may_hold(file, values):
                 continue
-            relation = f"_f{file.id}"
-            db.register(relation, _relation(data_dir, file, spec.key[0], values))
-            entries.append((relation, file))
+            relation = _relation(cache, file, spec.key[0], values)
+            if relation is None:
+                continue
+            entries.append((f"_f{file.id}", file, relation))
             opened += 1
-        db.execute(
-            f"CREATE TEMP VIEW {sql.quote(name)} AS {table_sql(spec, entries, keep_seq=False)}"
-        )
+        found = _found_rows(spec, entries) if values is not None else None
+        if found is not None:
+            db.register(name, found)
+            continue
+        for relation_name, _, relation in entries:
+            db.register(relation_name, relation)
+        view = table_sql(spec, [(n, f) for n, f, _ in entries], keep_seq=False)
+        db.execute(f"CREATE TEMP VIEW {sql.quote(name)} AS {view}")
     return opened
 
 
+def _found_rows(
+    spec: TableSpec, entries: Sequence[tuple[str, DataFile, pads.Dataset | pa.Table]]
+) -> pa.Table | None:
+    """A point lookup's rows of the table, resolved here when every file gave just the key's
+    rows, in the table's columns as they are now: the newest version of each key, tombstoned
+    keys left out. None if some file needs the view's SQL (a whole file, older columns)."""
+    tables = []
+    for _, file, relation in entries:
+        if not isinstance(relation, pa.Table) or file.columns != spec.columns:
+            return None
+        tables.append(relation)
+    if not tables or len({t.schema for t in tables}) > 1:
+        return None
+    rows = pa.concat_tables(tables)
+    keys = list(zip(*(rows.column(k).to_pylist() for k in spec.key), strict=True))
+    seqs = rows.column(SEQ_COLUMN).to_pylist()
+    newest: dict[tuple[object, ...], int] = {}
+    for i, key in enumerate(keys):
+        if key not in newest or seqs[i] > seqs[newest[key]]:
+            newest[key] = i
+    ops = rows.column(OP_COLUMN).to_pylist()
+    keep = sorted(i for i in newest.values() if ops[i] == int(Op.UPSERT))
+    # Slices, not take: Arrow has no take for the string views Vortex returns.
+    kept = pa.concat_tables([rows.slice(i, 1) for i in keep]) if keep else rows.slice(0, 0)
+    return kept.select(list(spec.column_names))
+
+
+_INDEXED: dict[SqlType, type] = {
+    ColumnType.VARCHAR: str,
+    ColumnType.BIGINT: int,
+    ColumnType.BLOB: bytes,
+}
+
+
 def _relation(
-    data_dir: Path, file: DataFile, key: str, values: Sequence[object] | None
-) -> pads.Dataset | pa.Table:
-    """What a view reads of ``file``: for a point lookup on text or integer keys, only the
-    rows of those keys (Vortex filters them far faster than a scan through DuckDB); else the
-    whole file as a dataset."""
+    cache: files.FileCache, file: DataFile, key: str, values: Sequence[object] | None
+) -> pads.Dataset | pa.Table | None:
+    """What a view reads of ``file``: for a point lookup on text, bytes or integer keys,
+    only the rows of those keys (None if it holds none); else the whole file as a dataset."""
     kind = next((c.type for c in file.columns if c.name == key), None)
-    if values:
-        if kind is ColumnType.VARCHAR and all(type(v) is str for v in values):
-            return files.lookup(data_dir, file.name, key, [str(v) for v in values])
-        if kind is ColumnType.BIGINT and all(type(v) is int for v in values):
-            return files.lookup(data_dir, file.name, key, [v for v in values if type(v) is int])
-    return files.dataset(data_dir, file.name)
+    python_type = _INDEXED.get(kind) if kind is not None else None
+    if values and python_type is not None and all(type(v) is python_type for v in values):
+        return cache.rows(file.name, key, values)
+    return cache.dataset(file.name)
 
 
 class CayenneQuery(DuckDBQuery):
@@ -175,15 +214,23 @@ class CayenneQueryHandle:
         metadata_dir: Path,
         data_dir: Path,
         connect: Callable[[], duckdb.DuckDBPyConnection] | None = None,
+        snapshots: metastore.SnapshotReader | None = None,
+        cache: files.FileCache | None = None,
     ) -> None:
         self._metadata_dir = metadata_dir
         self._data_dir = data_dir
         # A new connection per query (its views and registrations are its own): a cursor of
         # the accelerator's in-memory DuckDB, or else a database of its own.
         self._connect = connect or (lambda: duckdb.connect(":memory:", config=DUCKDB_CONFIG))
+        # The accelerator shares one of each between its handles; a handle made on its own
+        # reads the metastore and opens the files afresh per query.
+        self._snapshots = snapshots
+        self._cache = cache
 
     def snapshot(self) -> Snapshot:
-        """The last committed set (a connection per read: handles are made per request)."""
+        """The last committed set."""
+        if self._snapshots is not None:
+            return self._snapshots.read()
         con = metastore.connect(self._metadata_dir)
         try:
             return metastore.read_snapshot(con)
@@ -215,7 +262,9 @@ class CayenneQueryHandle:
                 raise QueryError("the query was stopped before it started")
             first_keys = {name: spec.key[0] for name, spec in snapshot.tables.items()}
             pinned = pinned_keys(sql_text, params, first_keys)
-            query.files_opened = attach_views(query.cursor, self._data_dir, snapshot, pinned)
+            cache = self._cache or files.FileCache(self._data_dir)
+            cache.follow(snapshot, lambda: {f.name for fs in snapshot.files.values() for f in fs})
+            query.files_opened = attach_views(query.cursor, cache, snapshot, pinned)
             query.cursor.execute("BEGIN TRANSACTION READ ONLY")
             relation = query.cursor.sql(sql_text, params=list(params) or None)
             if relation is None:
