@@ -56,11 +56,22 @@ class ChangeBatch:
     deletes). Rows of one key are in sequence order, so the last row of a key wins.
     ``checkpoint`` is None for bootstrap (scan) batches, whose rows are all upserts; the
     stream watermark travels in it.
+
+    ``load`` marks rows of an initial load: every key is new to the table, so rows are inserted
+    without looking for an existing one, even when a checkpoint records the load's progress
+    (a resumable load commits where each part of it stopped with its rows).
     """
 
     rows: pa.Table
     checkpoint: Checkpoint | None
     records: int = field(default=0)
+    load: bool = False
+
+    @property
+    def inserts_only(self) -> bool:
+        """The rows are upserts of keys the table does not hold yet: insert them as they are
+        (no latest-per-key pass, no delete of an earlier row)."""
+        return self.checkpoint is None or self.load
 
     def latest_per_key(self, key: tuple[str, ...]) -> pa.Table:
         """The last row of every key (last writer wins), in no particular order."""

@@ -14,9 +14,11 @@ from collections import deque
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pyarrow as pa
+
 from sync.accelerators.base import Accelerator
 from sync.bootstrap import apply_load
-from sync.changes import ChangeBatch, Checkpoint
+from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, ShardPosition
 from sync.errors import RetentionExceeded, SyncError
 from sync.retry import Backoff, Stopped, retrying
 from sync.schema import TableSpec
@@ -196,35 +198,54 @@ class DatasetSync:
         if self.settings.initial_snapshot == "disabled":
             self._start_without_load(table, changes, staging_name)
             return
-        # Capture the change log's position first: every change made during the load is
-        # replayed.
-        started = time.time()
-        captured = changes.capture(datetime.fromtimestamp(started, UTC))
+        resumed = self._resume_load(table, changes, staging_name)
+        if resumed is not None:
+            captured, spec, positions = resumed
+            assert captured.watermark is not None
+            started = captured.watermark.timestamp()
+            before = self.accelerator.row_count(staging_name)
+        else:
+            # Capture the change log's position first: every change made during the load is
+            # replayed.
+            started = time.time()
+            captured = changes.capture(datetime.fromtimestamp(started, UTC))
+            spec = table.empty_spec(staging_name)
+            self._start_staging(spec, staging_name)
+            positions, before = None, 0
+            log.info(
+                "dataset %s: bootstrapping from table %s (about %d items)",
+                name,
+                table.name,
+                table.item_count,
+            )
         self._bootstraps += 1
-        log.info(
-            "dataset %s: bootstrapping from table %s (about %d items)",
-            name,
-            table.name,
-            table.item_count,
-        )
-        self._bootstrap = BootstrapProgress(0, table.item_count, 0.0, started)
+        run_started = time.time()
+        self._bootstrap = BootstrapProgress(before, max(table.item_count, before), 0.0, started)
         self._set_state(State.REBOOTSTRAPPING if serve_old else State.BOOTSTRAPPING)
-        spec = table.empty_spec(staging_name)
-        self.accelerator.create_table(spec)
-        last_log = started
+        last_log = run_started
 
-        def progress(items: int) -> None:
+        def progress(read: int) -> None:
             nonlocal last_log
             now = time.time()
+            items = before + read
             self._bootstrap = BootstrapProgress(
-                items, max(table.item_count, items), items / max(now - started, 1e-6), started
+                items,
+                max(table.item_count, items),
+                read / max(now - run_started, 1e-6),
+                started,
             )
             if now - last_log >= PROGRESS_LOG_S:
                 last_log = now
                 self._log_progress()
 
-        load = self.source.load(table, spec, self._stop)
-        spec, items = apply_load(self.accelerator, name, spec, load, progress)
+        # Each batch commits, with its rows, the captured position and where the load stands,
+        # under the staging table's name (the served table keeps its own checkpoint).
+        def at(position: tuple[ShardPosition, ...]) -> Checkpoint:
+            return Checkpoint(captured.stream_arn, captured.shards + position, captured.watermark)
+
+        load = self.source.load(table, spec, self._stop, resume=positions)
+        spec, items = apply_load(self.accelerator, staging_name, spec, load, progress, at)
+        items += before
         elapsed = time.time() - started
         if elapsed > self.settings.shard_retention.total_seconds():
             raise RetentionExceeded(
@@ -245,6 +266,49 @@ class DatasetSync:
         )
         self._bootstrap = None  # the scan is over; what follows is the stream's replay
         self._set_state(State.REBOOTSTRAPPING if serve_old else State.CATCHING_UP)
+
+    def _resume_load(
+        self, table: SourceTable, changes: ChangeStream, staging_name: str
+    ) -> tuple[Checkpoint, TableSpec, tuple[ShardPosition, ...]] | None:
+        """Continue an interrupted load if its staging table holds a checkpoint whose captured
+        position can still be continued; return that position, the staging table and where
+        the load stood. None: load afresh."""
+        spec = self.accelerator.table_spec(staging_name)
+        stored = self.accelerator.load_checkpoint(staging_name) if spec is not None else None
+        if spec is None or stored is None or table.stream is None:
+            return None
+        shards = tuple(s for s in stored.shards if s.stream_arn == table.stream)
+        positions = tuple(s for s in stored.shards if s.stream_arn != table.stream)
+        name = self.settings.name
+        if not shards or not positions or stored.watermark is None:
+            log.info("dataset %s: the interrupted load cannot resume; loading afresh", name)
+            return None
+        captured = Checkpoint(table.stream, shards, stored.watermark)
+        try:
+            self._check_checkpoint_age(captured)
+            changes.resume(captured)
+        except RetentionExceeded as e:
+            log.warning(
+                "dataset %s: the interrupted load cannot resume (%s); loading afresh", name, e
+            )
+            return None
+        log.info(
+            "dataset %s: resuming the load of %d segments (%d rows already loaded)",
+            name,
+            len(positions),
+            self.accelerator.row_count(staging_name),
+        )
+        return captured, spec, positions
+
+    def _start_staging(self, spec: TableSpec, staging_name: str) -> None:
+        """An empty staging table ``spec`` with no load checkpoint, so a crash at any point
+        before the first batch is committed starts the load afresh."""
+        # Clear an earlier load's checkpoint first (the staging table it belongs to is made
+        # if need be, then replaced): it must never pair with the new, empty table.
+        current = self.accelerator.table_spec(staging_name) or spec
+        cleared = ChangeBatch(_no_rows(current), Checkpoint("", ()), load=True)
+        self.accelerator.apply(staging_name, current, cleared)
+        self.accelerator.create_table(spec)
 
     def _start_without_load(
         self, table: SourceTable, changes: ChangeStream, staging_name: str
@@ -431,6 +495,13 @@ class DatasetSync:
         if self._spec is None:
             return None
         return self.accelerator.row_count(self._spec.name)
+
+
+def _no_rows(spec: TableSpec) -> pa.Table:
+    """An empty batch of table ``spec`` (its key columns, which an engine may check)."""
+    columns = {OP_COLUMN: pa.array([], pa.int8())}
+    columns.update({key: pa.array([], pa.null()) for key in spec.key})
+    return pa.table(columns)
 
 
 class _RefreshRequested(SyncError):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sync.changes import ChangeBatch, Checkpoint
+from sync.changes import ChangeBatch, Checkpoint, ShardPosition
 from sync.schema import Column, TableSpec
 
 
@@ -47,10 +47,17 @@ class SourceTable:
 @dataclass(frozen=True)
 class LoadBatch:
     """Rows of the initial load: ``batch`` holds upserts only and no checkpoint; ``spec`` is the
-    table they belong to (grown by the columns seen so far)."""
+    table they belong to (grown by the columns seen so far).
+
+    ``position``, from a load that can resume, is where it stands once this batch is applied:
+    opaque positions (one per part of the load, a Scan segment for instance) covering every row
+    of this batch and of the batches before it. Committed with the batch, they are what
+    :meth:`Source.load` takes as ``resume`` after a restart. None: the load cannot resume.
+    """
 
     spec: TableSpec
     batch: ChangeBatch
+    position: tuple[ShardPosition, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,13 +164,22 @@ class Source(Protocol):
         ...
 
     def load(
-        self, table: SourceTable, spec: TableSpec, stop: threading.Event
+        self,
+        table: SourceTable,
+        spec: TableSpec,
+        stop: threading.Event,
+        resume: tuple[ShardPosition, ...] | None = None,
     ) -> Iterator[LoadBatch | LoadProgress]:
         """The whole table as upsert batches into the empty table ``spec``, with progress.
 
         Batches come in the order they are to be applied; a key appears once. The spec of each
         batch includes every column of the earlier ones. Progress is reported as items are
-        read, so it moves between batches.
+        read (in this call), so it moves between batches.
+
+        A load that can resume gives each batch a ``position``. ``resume`` is the position of
+        the last batch applied by an earlier, interrupted load of the same table: the load
+        continues strictly after it (no key already applied comes again) into ``spec``, the
+        table holding what was applied, whose columns are not inferred again.
 
         Raises:
             Stopped: ``stop`` was set.

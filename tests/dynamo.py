@@ -101,3 +101,19 @@ def random_item(rng: random.Random, pk: str, version: int) -> dict[str, Any]:
 def iter_batches(values: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(values), size):
         yield values[i : i + size]
+
+
+def fill_table(client: Any, table: str, items: int, seed: int = 2) -> None:
+    """Put items ``k0`` … in batches of 25, four requests at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = random.Random(seed)
+    puts = [{"PutRequest": {"Item": random_item(rng, f"k{i}", 0)}} for i in range(items)]
+
+    def write(requests: list[dict[str, Any]]) -> None:
+        while requests:
+            answer = client.batch_write_item(RequestItems={table: requests})
+            requests = answer.get("UnprocessedItems", {}).get(table, [])
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, iter_batches(puts, 25)))

@@ -40,3 +40,15 @@ def test_the_cayenne_benchmark_runs_at_a_tiny_size() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "point lookup p50 ms (compacted)" in result.stdout
+
+
+def test_the_resume_benchmark_runs_at_a_tiny_size() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.resume", "--scale", "0.02", "--segments", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "read again" in result.stdout

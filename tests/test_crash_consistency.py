@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import adbc_driver_flightsql.dbapi as flightsql
+import duckdb
 import pytest
 
-from tests.dynamo import Emulator, create_table, normalise, random_item, scan_all
+from sync.dynamodb.load import BATCH_ITEMS
+from sync.pipeline import STAGING_SUFFIX
+from tests.dynamo import Emulator, create_table, fill_table, normalise, random_item, scan_all
 from tests.harness import mutate, wait_for
 from tests.runtime_process import RuntimeProcess, dataset_entry
 from tests.streamfaults import StreamFaultProxy
@@ -122,6 +125,52 @@ def test_kill_9_at_random_instants_then_restart_converges(
     print(f"{len(kills)} kill points ({', '.join(kills)}), {changes} changes, final diff = 0")
     assert changes > 300
     assert {"bootstrapping", "ready"} & set(kills), "kill points must hit live phases"
+
+
+def test_kill_9_mid_scan_bootstrap_resumes_each_segment(
+    proxy: StreamFaultProxy, ddb: Any, table_name: str, tmp_path: Path
+) -> None:
+    items = 30_000
+    create_table(ddb, table_name)
+    fill_table(ddb, table_name, items)
+    # Pages of 1,000 items that never count as fast (so they do not grow): a slow bootstrap.
+    proxy.slow_scans(1.5, 0)
+    params = {**FAST_PARAMS, "scan_segments": 2, "dynamodb_read_timeout": "5s"}
+    dataset = dataset_entry("orders", table_name, proxy.url, "duckdb", **params)
+    runtime = RuntimeProcess(tmp_path, [dataset]).start()
+    try:
+        # Past the first batch (BATCH_ITEMS), so the kill lands after a commit of the load.
+        wait_for(lambda: scanned(runtime) >= BATCH_ITEMS + 3_000, 120, "the scan past a batch")
+    finally:
+        runtime.kill()
+    first = proxy.scanned_items
+    with duckdb.connect(str(tmp_path / "data" / "orders.duckdb"), read_only=True) as con:
+        row = con.execute(f'SELECT count(*) FROM "orders{STAGING_SUFFIX}"').fetchone()
+    committed = row[0] if row else 0
+    assert committed >= BATCH_ITEMS, "a batch of the load was committed before the kill"
+    with Writer(ddb, table_name, random.Random(9), items + 100) as writer:
+        proxy.clear_faults()
+        final = RuntimeProcess(tmp_path, [dataset]).start()
+        try:
+            final.wait_ready(timeout=120)
+        except BaseException:
+            final.kill()
+            raise
+    try:
+        wait_for(lambda: converged(final.flight_uri, ddb, table_name), 90, "convergence")
+        assert_served_equals_source(final.flight_uri, ddb, table_name)
+    finally:
+        final.kill()
+    assert writer.changes > 0
+    second = proxy.scanned_items - first
+    # The restart reads what the first run had not committed, not the whole table again.
+    assert second <= items + writer.changes - committed + 0.1 * items, (first, committed, second)
+    assert proxy.scanned_items - items <= 0.1 * items + BATCH_ITEMS + 2_000 * 2
+
+
+def scanned(runtime: RuntimeProcess) -> int:
+    progress = runtime.datasets()[0].get("bootstrap") or {}
+    return int(progress.get("items", 0))
 
 
 def test_long_mixed_run_splits_faults_expiry_and_restarts(

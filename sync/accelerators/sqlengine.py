@@ -134,7 +134,7 @@ class SqlAccelerator(ABC, Generic[C]):
 
     def _rows(self, spec: TableSpec, batch: ChangeBatch) -> pa.Table:
         """The rows :meth:`_write` gets, prepared before the transaction begins."""
-        return batch.rows if batch.checkpoint is None else batch.latest_per_key(spec.key)
+        return batch.rows if batch.inserts_only else batch.latest_per_key(spec.key)
 
     # -- the accelerator ---------------------------------------------------------------------
 
@@ -166,7 +166,7 @@ class SqlAccelerator(ABC, Generic[C]):
         with self._transaction() as cur:
             self._evolve(cur, spec)
             if rows.num_rows:
-                self._write(cur, spec, rows, batch.checkpoint is None)
+                self._write(cur, spec, rows, batch.inserts_only)
             if batch.checkpoint is not None:
                 self._store_checkpoint(cur, dataset, batch.checkpoint)
         self._specs[spec.name] = spec

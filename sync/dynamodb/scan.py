@@ -6,7 +6,8 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Set
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -61,6 +62,18 @@ class PageLimit:
 _DONE = object()
 
 
+@dataclass(frozen=True)
+class SegmentPage:
+    """One Scan page of one segment: its ``items`` (None if the page had none) and the key the
+    segment goes on after (``next_key``, the page's LastEvaluatedKey; None: the segment is
+    finished)."""
+
+    segment: int
+    segments: int
+    items: pa.StructArray | None
+    next_key: dict[str, Any] | None
+
+
 def scan_table(
     clients: DynamoDBClients,
     table: str,
@@ -71,7 +84,31 @@ def scan_table(
     bound: RetryBound = UNBOUNDED,
     limiter: ReadRateLimiter | None = None,
 ) -> Iterator[pa.StructArray]:
-    """Yield the table's items, a page at a time, from ``segments`` parallel scanners.
+    """Yield the table's items, a page at a time, from ``segments`` parallel scanners (see
+    :func:`scan_segments`, whose pages say where each segment stands)."""
+    scanned = scan_segments(
+        clients, table, segments, stop, on_transient, fast_page_s, bound, limiter
+    )
+    for page in scanned:
+        if page.items is not None:
+            yield page.items
+
+
+def scan_segments(
+    clients: DynamoDBClients,
+    table: str,
+    segments: int,
+    stop: threading.Event,
+    on_transient: Callable[[SyncError], None],
+    fast_page_s: float = 5.0,
+    bound: RetryBound = UNBOUNDED,
+    limiter: ReadRateLimiter | None = None,
+    start: Mapping[int, dict[str, Any] | None] | None = None,
+    done: Set[int] = frozenset(),
+    read_ahead: int | None = None,
+) -> Iterator[SegmentPage]:
+    """Yield the table's pages from ``segments`` parallel scanners, each with its segment and
+    where that segment goes on.
 
     Reads are strongly consistent so that every write made before the stream position was
     captured is seen. A bounded queue keeps memory flat whatever the table size. Each segment
@@ -81,10 +118,18 @@ def scan_table(
     Every segment spends the one ``limiter`` (a fresh unlimited one if None): each request
     waits for it, each answered page is charged to it (its items, or the read capacity units
     it consumed), and each throttling answer slows it down.
+
+    To resume an interrupted scan, ``start`` gives the key each segment goes on after (its
+    last LastEvaluatedKey) and ``done`` the segments already finished (not read again). One
+    segment's pages come in its order; the last page of a segment has ``next_key`` None.
+    ``read_ahead`` bounds the pages read and not yet taken (default two per segment).
     """
     limiter = limiter or ReadRateLimiter(None)
-    pages: queue.Queue[Any] = queue.Queue(maxsize=2 * segments)
+    starts: Mapping[int, dict[str, Any] | None] = start or {}
+    pages: queue.Queue[Any] = queue.Queue(maxsize=read_ahead or 2 * segments)
     cancelled = threading.Event()
+
+    late: queue.SimpleQueue[Any] = queue.SimpleQueue()  # pages answered after the stop
 
     def put(item: object) -> bool:
         while not (stop.is_set() or cancelled.is_set()):
@@ -93,10 +138,12 @@ def scan_table(
                 return True
             except queue.Full:
                 continue
+        if not cancelled.is_set():
+            late.put(item)  # read already: handed over before Stopped, not read again later
         return False
 
     def scan_segment(segment: int) -> None:
-        start_key: dict[str, Any] | None = None
+        start_key: dict[str, Any] | None = starts.get(segment)
         limit = PageLimit(fast_page_s)
 
         items_per_unit = 1.0  # of a capacity limit, as the last page showed
@@ -132,9 +179,9 @@ def scan_table(
         try:
             while True:
                 page = retrying(partial(call, start_key), stop, failed, Backoff(), bound)
-                if page.items is not None and not put(page.items):
+                start_key = page.last_evaluated_key or None
+                if not put(SegmentPage(segment, segments, page.items, start_key)):
                     return
-                start_key = page.last_evaluated_key
                 if not start_key:
                     break
         except (SyncError, Stopped) as e:
@@ -145,16 +192,18 @@ def scan_table(
     workers = [
         threading.Thread(target=scan_segment, args=(s,), name=f"scan-{table}-{s}", daemon=True)
         for s in range(segments)
+        if s not in done
     ]
     for worker in workers:
         worker.start()
     finished = 0
     try:
-        while finished < segments:
+        while finished < len(workers):
             try:
                 item = pages.get(timeout=0.2)
             except queue.Empty:
                 if stop.is_set():
+                    yield from _drain(workers, pages, late)
                     raise Stopped from None
                 continue
             if item is _DONE:
@@ -167,6 +216,23 @@ def scan_table(
         cancelled.set()
         for worker in workers:
             worker.join(timeout=5)
+
+
+def _drain(
+    workers: list[threading.Thread], pages: queue.Queue[Any], late: queue.SimpleQueue[Any]
+) -> Iterator[SegmentPage]:
+    """The pages read when the scan was stopped: those queued, then those the segments were
+    waiting for (each segment's in its order), so a resumed scan need not read them again."""
+    for worker in workers:
+        worker.join(timeout=5)
+    for source in (pages, late):
+        while True:
+            try:
+                item = source.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, SegmentPage):
+                yield item
 
 
 def _scan_page(

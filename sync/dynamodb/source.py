@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from sync.changes import ChangeBatch, Checkpoint
+from sync.changes import ChangeBatch, Checkpoint, ShardPosition
 from sync.dynamodb.client import DynamoDBClients, make_clients
 from sync.dynamodb.export import (
     ExportProgress,
@@ -22,10 +22,10 @@ from sync.dynamodb.export import (
     wait_export,
 )
 from sync.dynamodb.exportfiles import export_pages
-from sync.dynamodb.load import scan_batches
+from sync.dynamodb.load import ScanPositions, resumable_scan_batches, scan_batches
 from sync.dynamodb.ratelimit import ReadRateLimiter, Unit
 from sync.dynamodb.records import stream_rows
-from sync.dynamodb.scan import auto_segments, scan_table
+from sync.dynamodb.scan import auto_segments, scan_segments
 from sync.dynamodb.stream import StreamReader
 from sync.dynamodb.table import describe_table
 from sync.dynamodb.typeoptions import TypeOptions
@@ -77,11 +77,31 @@ class DynamoDBSource:
         return SourceTable(table.name, table.key, table.key_columns, table.item_count, stream_arn)
 
     def load(
-        self, table: SourceTable, spec: TableSpec, stop: threading.Event
+        self,
+        table: SourceTable,
+        spec: TableSpec,
+        stop: threading.Event,
+        resume: tuple[ShardPosition, ...] | None = None,
     ) -> Iterator[LoadBatch | LoadProgress]:
         """The initial load, by ``dynamodb_initial_load``: a parallel Scan, or the files of an
         S3 export (``export``; ``auto`` falls back to the Scan when the export cannot be made).
-        Either way the pages are batched by :func:`~sync.dynamodb.load.scan_batches`."""
+        Either way the pages are batched by :func:`~sync.dynamodb.load.scan_batches`.
+
+        The Scan resumes: each batch carries every segment's last LastEvaluatedKey, and
+        ``resume`` (those of the last batch applied) restarts each segment right after it, with
+        the segment count the scan started with. An export load gives no positions: one
+        interrupted starts over (a new export).
+        """
+        if resume is not None:
+            positions = ScanPositions.parse(table.name, resume)
+            log.info(
+                "dataset %s: resuming the scan of table %s (%d of %d segments finished)",
+                self.settings.name,
+                table.name,
+                len(positions.done),
+                positions.segments,
+            )
+            return self._resumable_scan(table, spec, stop, positions, resumed=True)
         pages: Iterator[pa.StructArray] | None = None
         if self.settings.initial_load != "scan":
             try:
@@ -94,13 +114,8 @@ class DynamoDBSource:
                     self.settings.name,
                     e,
                 )
-        if pages is None:
-            pages = self._scan_pages(table, stop)
-        return scan_batches(pages, spec, self.types, self.settings.schema_infer_max_records)
-
-    def _scan_pages(self, table: SourceTable, stop: threading.Event) -> Iterator[pa.StructArray]:
-        """A strongly consistent parallel Scan (``scan_segments``, or one segment per 20,000
-        items)."""
+        if pages is not None:
+            return scan_batches(pages, spec, self.types, self.settings.schema_infer_max_records)
         segments = self.settings.scan_segments or auto_segments(table.item_count)
         log.info(
             "dataset %s: scanning table %s with %d segments",
@@ -108,18 +123,44 @@ class DynamoDBSource:
             table.name,
             segments,
         )
+        return self._resumable_scan(
+            table, spec, stop, ScanPositions(table.name, segments), resumed=False
+        )
+
+    def _resumable_scan(
+        self,
+        table: SourceTable,
+        spec: TableSpec,
+        stop: threading.Event,
+        positions: ScanPositions,
+        resumed: bool,
+    ) -> Iterator[LoadBatch | LoadProgress]:
+        """A strongly consistent parallel Scan from ``positions``, batched with them, at the
+        rate ``scan_rate_limit`` allows."""
         limiter = self._scan_limiter(table.name)
         # A page answered within a quarter of the read timeout may grow.
         fast_page_s = self.settings.source.read_timeout_s / 4
-        return scan_table(
+        pages = scan_segments(
             self.clients,
             table.name,
-            segments,
+            positions.segments,
             stop,
             self.count_transient,
             fast_page_s,
             self.request_bound,
             limiter,
+            start=positions.start,
+            done=positions.done,
+            # One page per segment ahead: what a kill loses is read again after the restart.
+            read_ahead=positions.segments,
+        )
+        return resumable_scan_batches(
+            pages,
+            positions,
+            spec,
+            self.types,
+            self.settings.schema_infer_max_records,
+            resumed,
         )
 
     def _scan_limiter(self, table: str) -> ReadRateLimiter:

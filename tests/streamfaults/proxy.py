@@ -241,6 +241,12 @@ class StreamFaultProxy:
         self._capacity_by_size = on
 
     @property
+    def scanned_items(self) -> int:
+        """Items answered by every Scan so far."""
+        with self._requests_lock:
+            return sum(answer.items for answer in self.scans)
+
+    @property
     def fault_counts(self) -> Counter[str]:
         """Injected faults by kind: limit_exceeded, throttling, throughput_exceeded, http_500,
         http_503, reset, latency, empty_page, expired_iterator, trimmed_data_access and

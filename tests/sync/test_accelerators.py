@@ -249,6 +249,47 @@ def test_bootstrap_pages_fill_the_staging_table_and_swap_in_with_the_checkpoint(
     assert values_of(accelerator, name, "n")["k2-99"] == 99
 
 
+def load_position(sequence: str) -> Checkpoint:
+    """A checkpoint as a resumable load commits it: the captured stream position followed by
+    where the load stands."""
+    loaded_up_to = ShardPosition("scan:orders", "0/1", None, sequence)
+    return replace(checkpoint("9"), shards=checkpoint("9").shards + (loaded_up_to,))
+
+
+def positions(accelerator: Accelerator, dataset: str) -> set[ShardPosition]:
+    stored = accelerator.load_checkpoint(dataset)
+    return set(stored.shards) if stored else set()
+
+
+def test_a_load_batch_with_its_position_inserts_and_stores_it_in_one_transaction(
+    engine: Engine,
+) -> None:
+    accelerator, spec = loaded(engine, engine.name())  # a served table, checkpoint "1"
+    staging = replace(spec, name=f"{spec.name}{STAGING_SUFFIX}")
+    accelerator.create_table(staging)
+    for page in range(2):
+        rows = [upsert(f"k{page}-{i}", n=i) for i in range(100)]
+        load = replace(batch(staging, rows, load_position(str(page))), load=True)
+        assert load.inserts_only
+        accelerator.apply(staging.name, staging, load)
+    assert accelerator.row_count(staging.name) == 200
+    assert positions(accelerator, staging.name) == set(load_position("1").shards)
+    assert accelerator.load_checkpoint(spec.name) == checkpoint("1")  # the served one's
+
+    broken = [upsert("k2-0", n=0), upsert(None, n=1)]  # type: ignore[arg-type] - a null key
+    with pytest.raises(ENGINE_ERRORS):
+        accelerator.apply(
+            staging.name, staging, replace(batch(staging, broken, load_position("2")), load=True)
+        )
+    assert accelerator.row_count(staging.name) == 200
+    assert positions(accelerator, staging.name) == set(load_position("1").shards)
+
+    accelerator.swap_in(spec.name, staging, spec.name, checkpoint("9"))
+    assert accelerator.row_count(spec.name) == 200
+    assert values_of(accelerator, spec.name, "n")["k1-99"] == 99
+    assert accelerator.load_checkpoint(spec.name) == checkpoint("9")
+
+
 def test_a_second_load_replaces_the_table_and_its_columns_at_once(engine: Engine) -> None:
     accelerator, spec = loaded(engine, engine.name())
     for generation in (2, 3):  # twice: the staging table is created again after a swap

@@ -278,7 +278,11 @@ class ListSource:
         return SourceTable("items", SPEC.key, key, self.initial.num_rows, LOG)
 
     def load(
-        self, table: SourceTable, spec: TableSpec, stop: threading.Event
+        self,
+        table: SourceTable,
+        spec: TableSpec,
+        stop: threading.Event,
+        resume: tuple[ShardPosition, ...] | None = None,
     ) -> Iterator[LoadBatch | LoadProgress]:
         self.loads += 1
         full = replace(SPEC, name=spec.name)

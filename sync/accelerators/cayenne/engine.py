@@ -168,7 +168,7 @@ class CayenneAccelerator:
             self._delete_expired()
 
     def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
-        rows = batch.rows if batch.checkpoint is None else batch.latest_per_key(spec.key)
+        rows = batch.rows if batch.inserts_only else batch.latest_per_key(spec.key)
         for key in spec.key:
             if key not in rows.column_names or rows.column(key).null_count:
                 raise CayenneError(f"a row of the batch for {spec.name} has no {key!r} (a key)")
@@ -177,7 +177,7 @@ class CayenneAccelerator:
             current = metastore.read_snapshot(self._con, spec.name).tables.get(spec.name)
             stored = diff(current, spec).applied(current)  # refuses a narrowing, keeps extras
             seq = self._next_seq
-            base = batch.checkpoint is None  # a load's page: its keys are in no other page
+            base = batch.inserts_only  # a load's page: its keys are in no other page
             written = [self._write(spec, chunk, seq, base) for chunk in self._chunks(rows)]
             try:
                 with metastore.transaction(self._con):
