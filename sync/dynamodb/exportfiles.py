@@ -21,6 +21,7 @@ import pyarrow as pa
 from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError
 
 from sync.dynamodb.errors import classify
+from sync.dynamodb.fanin import FanIn
 from sync.dynamodb.rawparse import parse_export_lines
 from sync.errors import ExportFailed, SyncError, TransientError
 from sync.retry import UNBOUNDED, Backoff, RetryBound, Stopped, retrying
@@ -145,9 +146,6 @@ def _file_bodies(chunks: Callable[[], bytes], page_bytes: int) -> Iterator[bytes
         yield bytes(pending)
 
 
-_DONE = object()
-
-
 def export_pages(
     s3: Any,
     bucket: str,
@@ -174,17 +172,9 @@ def export_pages(
     for file in files:
         todo.put(file)
     workers = max(1, min(workers, len(files)))
-    pages: queue.Queue[Any] = queue.Queue(maxsize=2 * workers)
-    cancelled = threading.Event()
-
-    def put(item: object) -> bool:
-        while not (stop.is_set() or cancelled.is_set()):
-            try:
-                pages.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+    fan_in = FanIn(stop, 2 * workers)
+    cancelled = fan_in.cancelled
+    put = fan_in.put
 
     def read_file(file: ExportFile) -> bool:
         """Put the file's pages; False when the reading was stopped or cancelled."""
@@ -215,41 +205,12 @@ def export_pages(
         return True
 
     def read_files() -> None:
-        try:
-            while not (stop.is_set() or cancelled.is_set()):
-                try:
-                    file = todo.get_nowait()
-                except queue.Empty:
-                    break
-                if not read_file(file):
-                    return
-        except (SyncError, Stopped) as e:
-            put(e)
-            return
-        put(_DONE)
-
-    threads = [
-        threading.Thread(target=read_files, name=f"export-read-{i}", daemon=True)
-        for i in range(workers)
-    ]
-    for thread in threads:
-        thread.start()
-    finished = 0
-    try:
-        while finished < len(threads):
+        while not (stop.is_set() or cancelled.is_set()):
             try:
-                item = pages.get(timeout=0.2)
+                file = todo.get_nowait()
             except queue.Empty:
-                if stop.is_set():
-                    raise Stopped from None
-                continue
-            if item is _DONE:
-                finished += 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
-    finally:
-        cancelled.set()
-        for thread in threads:
-            thread.join(timeout=5)
+                return
+            if not read_file(file):
+                return
+
+    return fan_in.pages([(f"export-read-{i}", read_files) for i in range(workers)])

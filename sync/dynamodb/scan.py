@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Set
@@ -15,6 +14,7 @@ import pyarrow as pa
 
 from sync.dynamodb.client import DynamoDBClients
 from sync.dynamodb.errors import classify
+from sync.dynamodb.fanin import FanIn
 from sync.dynamodb.ratelimit import ReadRateLimiter
 from sync.dynamodb.rawparse import ScanPage, parse_scan
 from sync.errors import SyncError
@@ -57,9 +57,6 @@ class PageLimit:
         if self._fast >= FAST_PAGES_TO_GROW:
             self.value = min(MAX_PAGE_LIMIT, self.value * 2)
             self._fast = 0
-
-
-_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -126,21 +123,8 @@ def scan_segments(
     """
     limiter = limiter or ReadRateLimiter(None)
     starts: Mapping[int, dict[str, Any] | None] = start or {}
-    pages: queue.Queue[Any] = queue.Queue(maxsize=read_ahead or 2 * segments)
-    cancelled = threading.Event()
-
-    late: queue.SimpleQueue[Any] = queue.SimpleQueue()  # pages answered after the stop
-
-    def put(item: object) -> bool:
-        while not (stop.is_set() or cancelled.is_set()):
-            try:
-                pages.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        if not cancelled.is_set():
-            late.put(item)  # read already: handed over before Stopped, not read again later
-        return False
+    fan_in = FanIn(stop, read_ahead or 2 * segments, keep_late=True)
+    cancelled = fan_in.cancelled
 
     def scan_segment(segment: int) -> None:
         start_key: dict[str, Any] | None = starts.get(segment)
@@ -176,63 +160,18 @@ def scan_segments(
                 limiter.throttled()
             on_transient(error)
 
-        try:
-            while True:
-                page = retrying(partial(call, start_key), stop, failed, Backoff(), bound)
-                start_key = page.last_evaluated_key or None
-                if not put(SegmentPage(segment, segments, page.items, start_key)):
-                    return
-                if not start_key:
-                    break
-        except (SyncError, Stopped) as e:
-            put(e)
-            return
-        put(_DONE)
-
-    workers = [
-        threading.Thread(target=scan_segment, args=(s,), name=f"scan-{table}-{s}", daemon=True)
-        for s in range(segments)
-        if s not in done
-    ]
-    for worker in workers:
-        worker.start()
-    finished = 0
-    try:
-        while finished < len(workers):
-            try:
-                item = pages.get(timeout=0.2)
-            except queue.Empty:
-                if stop.is_set():
-                    yield from _drain(workers, pages, late)
-                    raise Stopped from None
-                continue
-            if item is _DONE:
-                finished += 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
-    finally:
-        cancelled.set()
-        for worker in workers:
-            worker.join(timeout=5)
-
-
-def _drain(
-    workers: list[threading.Thread], pages: queue.Queue[Any], late: queue.SimpleQueue[Any]
-) -> Iterator[SegmentPage]:
-    """The pages read when the scan was stopped: those queued, then those the segments were
-    waiting for (each segment's in its order), so a resumed scan need not read them again."""
-    for worker in workers:
-        worker.join(timeout=5)
-    for source in (pages, late):
         while True:
-            try:
-                item = source.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, SegmentPage):
-                yield item
+            page = retrying(partial(call, start_key), stop, failed, Backoff(), bound)
+            start_key = page.last_evaluated_key or None
+            if not fan_in.put(SegmentPage(segment, segments, page.items, start_key)):
+                return
+            if not start_key:
+                return
+
+    readers = [
+        (f"scan-{table}-{s}", partial(scan_segment, s)) for s in range(segments) if s not in done
+    ]
+    return fan_in.pages(readers)
 
 
 def _scan_page(
