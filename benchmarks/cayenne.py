@@ -1,15 +1,18 @@
-"""Cayenne against DuckDB file mode, at the accelerator interface (no runtime, no Flight).
+"""Cayenne against DuckDB file mode: at the accelerator interface, then served over Flight SQL.
 
     .venv/bin/python -m benchmarks.cayenne                      # 1,000,000 rows; updates RESULTS.md
     .venv/bin/python -m benchmarks.cayenne --rows 20000 --no-write   # a quick look
 
 Both engines get the same Arrow batches: a bootstrap of ``--rows`` items in 64k-row pages into
 a staging table swapped in; then ``--batches`` change batches of ``--changes`` records each
-(random keys, one in ten a delete); then a grouped aggregate over the table (median of 3) and
-``--lookups`` point lookups by key through the query handle (p50); then the bytes on disk.
+(random keys, one in ten a delete); then a grouped aggregate over the table (the first one,
+the first after one more small batch, then the median of 3) and ``--lookups`` point lookups by
+key through the query handle (p50); then the bytes on disk.
 Cayenne is measured as the changes leave it (one file per batch), during one compaction (point
-lookups on another thread) and after it. Figures are of one run on a shared machine: compare
-the ratios.
+lookups on another thread) and after it. Then each engine's file is served by a runtime
+(``flightsrv run``, resuming from the file's checkpoint on an idle stream) and the same point
+lookups and grouped aggregate run through the ADBC Flight SQL driver, as a client sees them.
+Figures are of one run on a shared machine: compare the ratios.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,9 @@ from typing import Any
 import pyarrow as pa
 
 from benchmarks.common import machine_line, table
+from benchmarks.fakedynamo import SEQUENCE_NUMBER, SHARD_ID, stream_arn
+from benchmarks.processes import Runtime, dynamodb_dataset
+from benchmarks.tables import FakeDynamoProcess
 from sync.accelerators.base import open_accelerator
 from sync.accelerators.cayenne.spec import options
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op, ShardPosition
@@ -35,8 +42,9 @@ from sync.pipeline import STAGING_SUFFIX
 from sync.schema import Column, ColumnType, TableSpec
 from sync.settings import AccelerationSettings
 
+SPEC_FILE_PARAM = {"duckdb": "duckdb_file", "cayenne": "cayenne_file_path"}
 RESULTS = Path(__file__).with_name("RESULTS.md")
-HEADING = "## Cayenne vs DuckDB (accelerator level)"
+HEADING = "## Cayenne vs DuckDB"
 PAGE = 64 * 1024
 STATUSES = ["new", "paid", "shipped", "returned", "cancelled"]
 SPEC = TableSpec(
@@ -50,7 +58,10 @@ SPEC = TableSpec(
     ),
     ("pk",),
 )
-ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000"
+ARN = stream_arn("orders")  # the idle stream of the fake endpoint the served runtime resumes on
+GROUPED = "SELECT status, count(*), sum(price), avg(qty) FROM orders GROUP BY status"
+LOOKUP = "SELECT * FROM orders WHERE pk = ?"
+WARMUP = 30
 
 
 def rows(keys: list[int], ops: list[int], version: int, rng: random.Random) -> pa.Table:
@@ -68,7 +79,11 @@ def rows(keys: list[int], ops: list[int], version: int, rng: random.Random) -> p
 
 
 def at(version: int) -> Checkpoint:
-    return Checkpoint(ARN, (ShardPosition(ARN, "shardId-0001", None, str(version)),))
+    """A checkpoint on the fake stream's one shard (``version`` later than the bootstrap's),
+    so the served runtime resumes with nothing to catch up on."""
+    return Checkpoint(
+        ARN, (ShardPosition(ARN, SHARD_ID, None, str(int(SEQUENCE_NUMBER) + version)),)
+    )
 
 
 def disk_bytes(path: Path) -> int:
@@ -78,8 +93,12 @@ def disk_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def file_of(engine: str, workdir: Path) -> Path:
+    return workdir / f"orders.{engine}"
+
+
 def measure(engine: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    path = workdir / f"orders.{engine}"
+    path = file_of(engine, workdir)
     quiet = {"cayenne_compaction_background_interval_ms": "0"}
     settings = AccelerationSettings(
         engine, "file", path, options=options(quiet) if engine == "cayenne" else None
@@ -111,18 +130,30 @@ def measure(engine: str, workdir: Path, args: argparse.Namespace) -> dict[str, A
 
         def queries(suffix: str) -> None:
             handle = accelerator.query_handle()
-            grouped = "SELECT status, count(*), sum(price), avg(qty) FROM orders GROUP BY status"
+            # The first aggregate over this state (Cayenne resolves the table from its files),
+            # then the first after one more commit (Cayenne applies just that commit's file).
+            start = time.perf_counter()
+            handle.execute(GROUPED).read_all()
+            out[f"group-by s, first{suffix}"] = time.perf_counter() - start
+            extra = random.Random(len(suffix))
+            keys = [extra.randrange(args.rows) for _ in range(args.changes // 10)]
+            version = args.batches + 1 + len(suffix)
+            change = rows(keys, [int(Op.UPSERT)] * len(keys), version, extra)
+            accelerator.apply("orders", SPEC, ChangeBatch(change, at(version), len(keys)))
+            start = time.perf_counter()
+            handle.execute(GROUPED).read_all()
+            out[f"group-by s, first after a commit{suffix}"] = time.perf_counter() - start
             times = []
             for _ in range(3):
                 start = time.perf_counter()
-                handle.execute(grouped).read_all()
+                handle.execute(GROUPED).read_all()
                 times.append(time.perf_counter() - start)
             out[f"group-by s{suffix}"] = statistics.median(times)
             times = []
             for _ in range(args.lookups):
                 key = f"k{rng.randrange(args.rows):09}"
                 start = time.perf_counter()
-                handle.execute("SELECT * FROM orders WHERE pk = ?", [key]).read_all()
+                handle.execute(LOOKUP, [key]).read_all()
                 times.append(time.perf_counter() - start)
             out[f"point lookup p50 ms{suffix}"] = statistics.median(times) * 1000
             out[f"disk MB{suffix}"] = disk_bytes(path) / 1e6
@@ -138,7 +169,7 @@ def measure(engine: str, workdir: Path, args: argparse.Namespace) -> dict[str, A
                 while not done.is_set():
                     key = f"k{rng.randrange(args.rows):09}"
                     began = time.perf_counter()
-                    handle.execute("SELECT * FROM orders WHERE pk = ?", [key]).read_all()
+                    handle.execute(LOOKUP, [key]).read_all()
                     during.append(time.perf_counter() - began)
 
             looker = threading.Thread(target=lookups)
@@ -153,14 +184,48 @@ def measure(engine: str, workdir: Path, args: argparse.Namespace) -> dict[str, A
             out["point lookup p50 ms during compaction"] = statistics.median(during) * 1000
             queries(" (compacted)")
     if engine == "cayenne":  # the merged-away files are gone after their grace period
+        with open_accelerator(settings) as reopened:
+            live = reopened.files_of("orders")  # type: ignore[attr-defined]
         out["disk MB (compacted)"] = (
-            sum(
-                f.bytes
-                for f in open_accelerator(settings).files_of("orders")  # type: ignore[attr-defined]
-            )
-            / 1e6
-            + disk_bytes(path / "cayenne.db") / 1e6
-        )
+            sum(f.bytes for f in live) + disk_bytes(path / "cayenne.db")
+        ) / 1e6
+    return out
+
+
+def served(engine: str, workdir: Path, endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The engine's file served by a runtime: lookups and the aggregate through ADBC."""
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    dataset = dynamodb_dataset("orders", endpoint, engine=engine)
+    dataset["acceleration"]["params"] = {SPEC_FILE_PARAM[engine]: str(file_of(engine, workdir))}
+    rng = random.Random(11)
+    out: dict[str, Any] = {}
+    with Runtime(workdir / f"runtime-{engine}", [dataset]) as runtime:
+        runtime.wait_ready()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Cannot disable autocommit": a read-only server
+            conn = flightsql.connect(runtime.uri)
+        try:
+            with conn.cursor() as cur:
+                times = []
+                for i in range(WARMUP + args.lookups):
+                    key = f"k{rng.randrange(args.rows):09}"
+                    start = time.perf_counter()
+                    cur.execute(LOOKUP, (key,))
+                    cur.fetch_arrow_table()
+                    if i >= WARMUP:
+                        times.append(time.perf_counter() - start)
+                out["point lookup p50 ms (ADBC)"] = statistics.median(times) * 1000
+                times = []
+                for i in range(4):  # the first one warms up, as the lookups' first 30 do
+                    start = time.perf_counter()
+                    cur.execute(GROUPED)
+                    cur.fetch_arrow_table()
+                    if i:
+                        times.append(time.perf_counter() - start)
+                out["group-by s (ADBC)"] = statistics.median(times)
+        finally:
+            conn.close()
     return out
 
 
@@ -175,14 +240,19 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, command
         HEADING,
         "",
         f"`{command}` — {args.rows:,} rows, {args.batches} change batches of "
-        f"{args.changes:,} records, {args.lookups} lookups through the query handle (not ADBC).",
+        f"{args.changes:,} records, {args.lookups} lookups through the query handle; then each "
+        "file served by a runtime, the same lookups and aggregate through ADBC (Cayenne's "
+        "file compacted).",
         "",
         f"Machine: {machine_line()}.",
         "",
     ]
     body = []
     for name in names:
-        d = duck.get(name.replace(" (compacted)", "").replace(" during compaction", ""))
+        if name in duck:
+            d = duck[name]
+        else:
+            d = duck.get(name.replace(" (compacted)", "").replace(" during compaction", ""))
         c = cay[name]
         ratio = f"{c / d:.2f}×" if d else ""
         body.append([name, f"{d:,.2f}" if d is not None else "", f"{c:,.2f}", ratio])
@@ -205,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as workdir:
         for engine in ("duckdb", "cayenne"):
             results[engine] = measure(engine, Path(workdir), args)
+        with FakeDynamoProcess(Path(workdir), {"orders": 0}, {"orders": "pk:S"}) as fake:
+            for engine in ("duckdb", "cayenne"):
+                results[engine].update(served(engine, Path(workdir), fake.url, args))
     text = report(results, args, command.strip())
     print(text)
     if not args.no_write:

@@ -40,6 +40,7 @@ def test_the_cayenne_benchmark_runs_at_a_tiny_size() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "point lookup p50 ms (compacted)" in result.stdout
+    assert "point lookup p50 ms (ADBC)" in result.stdout
 
 
 def test_the_resume_benchmark_runs_at_a_tiny_size() -> None:

@@ -420,9 +420,11 @@ def test_spice_params_are_applied_refused_by_name_or_warned_about(
 # -- point lookups ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("cache_mb", ["0", "256"])
 def test_point_lookups_open_only_the_files_whose_key_range_holds_the_key(
-    cayenne: CayenneAccelerator,
+    root: Path, cache_mb: str
 ) -> None:
+    cayenne = CayenneAccelerator(settings(root, cayenne_segment_cache_mb=cache_mb))
     spec = spec_of()
     load(cayenne, spec, [{"pk": "k000", "n": 0}], checkpoint("0"))
     for page in range(10):  # ten files of disjoint key ranges
@@ -444,13 +446,16 @@ def test_point_lookups_open_only_the_files_whose_key_range_holds_the_key(
         lookup('SELECT pk FROM "t" AS x WHERE x.pk IN ($1, $2) ORDER BY pk', "k101", "k901")[1] == 2
     )
     assert lookup("SELECT n FROM t WHERE pk = 'zzz'") == ([], 0)
-    # Shapes that are not a plain lookup read every file, and still answer right.
+    # Shapes that are not a plain lookup read every file, and still answer right; with the
+    # table kept resolved in memory, none.
+    every = 0 if cache_mb != "0" else 12
     assert lookup("SELECT count(*) AS c FROM t WHERE pk = 'k305' OR pk = 'k512'") == (
         [{"c": 2}],
-        12,
+        every,
     )
     both = "SELECT a.n FROM t AS a JOIN t AS b ON a.pk = b.pk WHERE a.pk = 'k512'"
-    assert lookup(both) == ([{"n": 99}], 12)
+    assert lookup(both) == ([{"n": 99}], every)
+    cayenne.close()
 
 
 def test_lookups_on_many_change_files_read_only_the_files_holding_the_key(root: Path) -> None:
@@ -564,6 +569,81 @@ def test_few_changes_next_to_a_large_base_merge_among_themselves(
     assert select(cayenne, 'SELECT * FROM "t" ORDER BY pk') == before
     assert len(before) == 1000 and {"pk": "k0001", "n": 2} in before
     assert select(cayenne, "SELECT n FROM t WHERE pk = 'k0002'") == []
+
+
+# -- tables kept resolved in memory ---------------------------------------------------------
+
+
+def test_tables_kept_resolved_follow_every_kind_of_commit_exactly(root: Path) -> None:
+    """Change batches, both kinds of compaction, an added column and a reload, in random
+    order: after each, the resolved table (reached commit by commit) equals a model of the
+    table and what a reader without the cache resolves from the files."""
+    rng = random.Random(5)
+    spec = spec_of()
+    model: dict[str, dict[str, Any]] = {}
+    with (
+        CayenneAccelerator(settings(root)) as writer,
+        CayenneAccelerator(settings(root, cayenne_segment_cache_mb="0")) as plain,
+    ):
+
+        def reload() -> None:
+            model.clear()
+            for i in rng.sample(range(400), 300):
+                model[f"k{i:03}"] = dict.fromkeys(spec.column_names) | {
+                    "pk": f"k{i:03}",
+                    "n": rng.randrange(1000),
+                }
+            load(writer, spec, list(model.values()), checkpoint(str(step)))
+
+        step = 0
+        reload()
+        for step in range(1, 60):
+            choice = rng.random()
+            if choice < 0.08:
+                reload()
+            elif choice < 0.16:
+                assert writer.compact("t") or len(writer.files_of("t")) < 2
+            else:
+                if choice < 0.2 and len(spec.columns) < 5:  # this batch adds a column
+                    spec = spec_of("t", *spec.columns[2:], Column(f"c{step}", ColumnType.VARCHAR))
+                    for row in model.values():
+                        row[f"c{step}"] = None
+                rows: list[dict[str, Any]] = []
+                for _ in range(rng.randrange(1, 30)):  # keys repeat: the last one wins
+                    key = f"k{rng.randrange(450):03}"
+                    if rng.random() < 0.25:
+                        rows.append({OP_COLUMN: int(Op.DELETE), "pk": key})
+                        model.pop(key, None)
+                    else:
+                        row = dict.fromkeys(spec.column_names) | {"pk": key, "n": step}
+                        if len(spec.columns) > 2:
+                            row[spec.columns[-1].name] = f"v{step}"
+                        rows.append(row)
+                        model[key] = row
+                writer.apply("t", spec, batch(spec, rows, checkpoint(str(step))))
+            if rng.random() < 0.7:  # not after every commit: several then one catch-up
+                expected = sorted(model.values(), key=lambda r: r["pk"])
+                got = select(writer, 'SELECT * FROM "t" ORDER BY pk')
+                assert got == expected, f"step {step}"
+                assert select(plain, 'SELECT * FROM "t" ORDER BY pk') == expected
+        held = writer._resolved._tables["t"]  # noqa: SLF001 - the cache this test is about
+        assert held.rows.num_rows == len(model)
+
+
+def test_a_table_over_the_cache_budget_is_read_from_its_files(root: Path) -> None:
+    spec = spec_of()
+    with CayenneAccelerator(settings(root, cayenne_segment_cache_mb="1")) as cayenne:
+        rows = [{"pk": f"key-{i:08}-{'x' * 40}", "n": i} for i in range(30_000)]  # ~2 MB
+        load(cayenne, spec, rows, checkpoint("0"))
+        for _ in range(2):
+            query = cayenne.query_handle().start("SELECT count(*) AS c, sum(n) AS s FROM t")
+            try:
+                assert query.reader.read_all().to_pylist() == [
+                    {"c": 30_000, "s": sum(range(30_000))}
+                ]
+                assert query.files_opened == len(cayenne.files_of("t"))
+            finally:
+                query.close()
 
 
 # -- snapshots ------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from sync.accelerators.cayenne.query import (
     latest_sql,
     table_sql,
 )
+from sync.accelerators.cayenne.resolved import ResolvedTables
 from sync.accelerators.cayenne.spec import SPEC, options
 from sync.accelerators.query import QueryError
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
@@ -90,6 +91,7 @@ class CayenneAccelerator:
         self._con = metastore.connect(self._metadata_dir)
         self._snapshots = metastore.SnapshotReader(self._metadata_dir)
         self._files = files.FileCache(self._data_dir)
+        self._resolved = ResolvedTables(int(opts["cayenne_segment_cache_mb"]) * 1024 * 1024)
         self._duck = duckdb.connect(":memory:", config=DUCKDB_CONFIG)  # queries' cursors
         self._duck_lock = threading.Lock()
         self._stop = threading.Event()
@@ -130,7 +132,12 @@ class CayenneAccelerator:
 
     def query_handle(self) -> CayenneQueryHandle:
         return CayenneQueryHandle(
-            self._metadata_dir, self._data_dir, self._cursor, self._snapshots, self._files
+            self._metadata_dir,
+            self._data_dir,
+            self._cursor,
+            self._snapshots,
+            self._files,
+            self._resolved,
         )
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:

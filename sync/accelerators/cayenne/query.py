@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -36,6 +37,9 @@ DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "lock_configuration": True,
 }
 DIALECT = "duckdb"
+
+if TYPE_CHECKING:
+    from sync.accelerators.cayenne.resolved import ResolvedTables
 
 
 def view_type(type_: SqlType) -> str:
@@ -121,8 +125,11 @@ def attach_views(
     cache: files.FileCache,
     snapshot: Snapshot,
     pinned: Mapping[str, Sequence[object]] | None = None,
+    resolved: ResolvedTables | None = None,
 ) -> int:
     """Register the files of ``snapshot`` and create one view per table; files read.
+
+    A table ``resolved`` holds is registered as its rows in memory, no file read.
 
     A table in ``pinned`` (a point lookup: first key column → values) gets only the files
     whose key range holds one of the values, and of those, when the key is text, bytes or an
@@ -133,6 +140,13 @@ def attach_views(
     for name, spec in snapshot.tables.items():
         entries: list[tuple[str, DataFile, pads.Dataset | pa.Table]] = []
         values = (pinned or {}).get(name)
+        if values is None and resolved is not None:
+            rows = resolved.rows(
+                name, spec, snapshot.files.get(name, ()), lambda f: cache.dataset(f.name)
+            )
+            if rows is not None:
+                db.register(name, rows)
+                continue
         for file in snapshot.files.get(name, ()):
             if values is not None and not may_hold(file, values):
                 continue
@@ -216,6 +230,7 @@ class CayenneQueryHandle:
         connect: Callable[[], duckdb.DuckDBPyConnection] | None = None,
         snapshots: metastore.SnapshotReader | None = None,
         cache: files.FileCache | None = None,
+        resolved: ResolvedTables | None = None,
     ) -> None:
         self._metadata_dir = metadata_dir
         self._data_dir = data_dir
@@ -226,6 +241,7 @@ class CayenneQueryHandle:
         # reads the metastore and opens the files afresh per query.
         self._snapshots = snapshots
         self._cache = cache
+        self._resolved = resolved
 
     def snapshot(self) -> Snapshot:
         """The last committed set."""
@@ -263,8 +279,8 @@ class CayenneQueryHandle:
             first_keys = {name: spec.key[0] for name, spec in snapshot.tables.items()}
             pinned = pinned_keys(sql_text, params, first_keys)
             cache = self._cache or files.FileCache(self._data_dir)
-            cache.follow(snapshot, lambda: {f.name for fs in snapshot.files.values() for f in fs})
-            query.files_opened = attach_views(query.cursor, cache, snapshot, pinned)
+            cache.follow(snapshot, lambda: self._follow(snapshot))
+            query.files_opened = attach_views(query.cursor, cache, snapshot, pinned, self._resolved)
             query.cursor.execute("BEGIN TRANSACTION READ ONLY")
             relation = query.cursor.sql(sql_text, params=list(params) or None)
             if relation is None:
@@ -275,3 +291,9 @@ class CayenneQueryHandle:
             query.close()
             raise QueryError(str(e)) from e
         return query
+
+    def _follow(self, snapshot: Snapshot) -> set[str]:
+        """The files of a newly committed set; cached tables it no longer has are dropped."""
+        if self._resolved is not None:
+            self._resolved.keep_only(set(snapshot.tables))
+        return {f.name for fs in snapshot.files.values() for f in fs}

@@ -17,12 +17,13 @@ DEFAULTS = {
     "cayenne_compaction_trigger_files": "8",
     "cayenne_compaction_background_interval_ms": "5000",
     "cayenne_metastore": "sqlite",
+    # Memory for tables kept resolved (their current rows, decoded) for queries; 0: none.
+    "cayenne_segment_cache_mb": "256",
 }
 # Spice's other Cayenne params: tuning of its Rust reader and its S3 storage. The Python
 # reader here has its own caches, and data files stay on local disk.
 INAPPLICABLE = (
     "cayenne_footer_cache_mb",
-    "cayenne_segment_cache_mb",
     "cayenne_sort_columns",
     "cayenne_unsupported_type_action",
     "cayenne_upload_concurrency",
@@ -50,6 +51,7 @@ def options(params: Mapping[str, str]) -> dict[str, str]:
     _positive_int(values, "cayenne_target_file_size_mb", 1)
     _positive_int(values, "cayenne_compaction_trigger_files", 2)
     _positive_int(values, "cayenne_compaction_background_interval_ms", 0)
+    _positive_int(values, "cayenne_segment_cache_mb", 0)
     strategy = values["cayenne_compression_strategy"].lower()
     if strategy == "zstd":
         raise ParamError(
