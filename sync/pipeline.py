@@ -8,11 +8,14 @@ the load applied, and lag below ``ready_lag``. What is read, and how, is the ``S
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections import deque
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -158,7 +161,7 @@ class DatasetSync:
         if self._spec is None:
             self._spec = self.accelerator.table_spec(self.settings.name)
         table = self.source.describe()
-        changes = self.source.changes(table, self._stop)
+        changes = self.source.changes(table, self._stop, self._log_dir())
         try:
             checkpoint = self.accelerator.load_checkpoint(self.settings.name)
             if self._refresh.is_set():
@@ -167,8 +170,7 @@ class DatasetSync:
             reason = self._rebootstrap
             if checkpoint is not None and self._spec is not None and reason is None:
                 log.info("dataset %s: resuming from its checkpoint", self.settings.name)
-                self._check_checkpoint_age(checkpoint)
-                changes.resume(checkpoint)
+                self._check_checkpoint_age(changes.resume(checkpoint))
                 self._set_state(State.CATCHING_UP)
             else:
                 # A refresh always swaps atomically; a retention re-bootstrap as configured.
@@ -218,6 +220,9 @@ class DatasetSync:
                 table.name,
                 table.item_count,
             )
+        # The stream is read on while the table loads, so no change expires before it is
+        # applied (where the source can keep it).
+        logged = changes.log_while_loading(captured)
         self._bootstraps += 1
         run_started = time.time()
         self._bootstrap = BootstrapProgress(before, max(table.item_count, before), 0.0, started)
@@ -247,7 +252,7 @@ class DatasetSync:
         spec, items = apply_load(self.accelerator, staging_name, spec, load, progress, at)
         items += before
         elapsed = time.time() - started
-        if elapsed > self.settings.shard_retention.total_seconds():
+        if not logged and elapsed > self.settings.shard_retention.total_seconds():
             raise RetentionExceeded(
                 f"the bootstrap scan took {elapsed:.0f} s, longer than the stream's retention"
             )
@@ -285,8 +290,7 @@ class DatasetSync:
             return None
         captured = Checkpoint(table.stream, shards, stored.watermark)
         try:
-            self._check_checkpoint_age(captured)
-            changes.resume(captured)
+            self._check_checkpoint_age(changes.resume(captured))
         except RetentionExceeded as e:
             log.warning(
                 "dataset %s: the interrupted load cannot resume (%s); loading afresh", name, e
@@ -299,6 +303,14 @@ class DatasetSync:
             self.accelerator.row_count(staging_name),
         )
         return captured, spec, positions
+
+    def _log_dir(self) -> Path:
+        """Where the source keeps the changes it reads while a load runs: beside the
+        accelerator's file (so a restarted load finds them), else a temporary directory."""
+        file = self.settings.acceleration.file
+        if file is not None:
+            return file.with_name(f"{file.name}.changelog")
+        return Path(tempfile.gettempdir()) / f"dynamirror-{os.getpid()}-{id(self):x}.changelog"
 
     def _start_staging(self, spec: TableSpec, staging_name: str) -> None:
         """An empty staging table ``spec`` with no load checkpoint, so a crash at any point

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from sync.changes import ChangeBatch, Checkpoint, ShardPosition
@@ -120,12 +121,22 @@ class ChangeStream(Protocol):
         """
         ...
 
-    def resume(self, checkpoint: Checkpoint) -> None:
-        """Continue after ``checkpoint`` (the one stored with the data).
+    def resume(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Continue after ``checkpoint`` (the one stored with the data); return the position
+        the log is read on from: ``checkpoint``, or a later one when the changes after it are
+        kept (see :meth:`log_while_loading`; they come first in :meth:`rounds`).
 
         Raises:
             RetentionExceeded: the checkpoint cannot be continued (another change log, or
                 changes after it were trimmed).
+        """
+        ...
+
+    def log_while_loading(self, captured: Checkpoint) -> bool:
+        """Keep reading the log, from ``captured``, while a load runs (on a thread of the
+        source's), keeping what it reads with its positions so that no change can leave the
+        log's retention before it is applied; the kept rounds come first in :meth:`rounds`.
+        False: this source keeps nothing, and a load must end within the log's retention.
         """
         ...
 
@@ -187,9 +198,12 @@ class Source(Protocol):
         """
         ...
 
-    def changes(self, table: SourceTable, stop: threading.Event) -> ChangeStream:
+    def changes(
+        self, table: SourceTable, stop: threading.Event, log_dir: Path | None = None
+    ) -> ChangeStream:
         """The table's change log, not yet positioned: call :meth:`ChangeStream.capture` or
-        :meth:`ChangeStream.resume` first."""
+        :meth:`ChangeStream.resume` first. ``log_dir`` is where the changes read during a
+        load may be kept (:meth:`ChangeStream.log_while_loading`)."""
         ...
 
     def health(self) -> SourceHealth:

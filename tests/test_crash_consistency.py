@@ -213,3 +213,57 @@ def test_long_mixed_run_splits_faults_expiry_and_restarts(
     assert changes >= 5000 and restarts == 3
     assert faults["throttling"] > 0 and faults["expired_iterator"] > 0
     assert status["shards_active"] == 8
+
+
+def test_kill_9_during_the_export_wait_and_the_file_load_converges(
+    emulator: Emulator, proxy: StreamFaultProxy, ddb: Any, table_name: str, tmp_path: Path
+) -> None:
+    """An export load killed while the export runs (held IN_PROGRESS by the proxy), then
+    killed again soon after the export finished (reading its files, or just after), with the
+    table changing throughout: the last start converges exactly."""
+    rng = random.Random(2027)
+    create_table(ddb, table_name)
+    for i in range(3000):
+        ddb.put_item(TableName=table_name, Item=random_item(rng, f"k{i}", 0))
+    ddb.update_continuous_backups(
+        TableName=table_name,
+        PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+    )
+    bucket = f"exports-{table_name[-12:].lower().replace('_', '-')}"
+    emulator.client("s3").create_bucket(Bucket=bucket)
+    params = {
+        **FAST_PARAMS,
+        "dynamodb_initial_load": "export",
+        "dynamodb_export_s3_bucket": bucket,
+        "dynamodb_export_s3_endpoint": emulator.url,
+        "dynamodb_export_poll_interval": "100ms",
+    }
+    dataset = dataset_entry("orders", table_name, proxy.url, "duckdb", **params)
+    states = []
+    with Writer(ddb, table_name, random.Random(5), 3200) as writer:
+        proxy.hold_exports()
+        runtime = RuntimeProcess(tmp_path, [dataset]).start()
+        try:
+            wait_for(lambda: proxy.requests["DescribeExport"] >= 3, 60, "the export wait")
+            states.append(runtime.datasets()[0]["status"])
+        finally:
+            runtime.kill()
+        proxy.hold_exports(False)
+        runtime = RuntimeProcess(tmp_path, [dataset]).start()
+        try:
+            exports = proxy.requests["ExportTableToPointInTime"]
+            wait_for(lambda: proxy.requests["ExportTableToPointInTime"] > exports, 60, "export")
+            time.sleep(rng.uniform(0.1, 0.6))
+            states.append(runtime.datasets()[0]["status"])
+        finally:
+            runtime.kill()
+        final = RuntimeProcess(tmp_path, [dataset]).start()
+    try:
+        final.wait_ready(timeout=120)
+        wait_for(lambda: converged(final.flight_uri, ddb, table_name), 90, "convergence")
+        assert_served_equals_source(final.flight_uri, ddb, table_name)
+    finally:
+        final.kill()
+    print(f"killed while {states}; {writer.changes} changes")
+    assert states[0] == "bootstrapping" and writer.changes > 100
+    assert proxy.requests["Scan"] == 0  # every load read the export, never the table

@@ -183,6 +183,15 @@ def ttl_removals(records: pa.StructArray) -> pa.Array | None:
     return ttl if pc.any(ttl).as_py() else None
 
 
+def newest_created(records: pa.StructArray) -> float | None:
+    """The newest ApproximateCreationDateTime (epoch seconds) of a page's records, if any."""
+    dynamodb = pc.struct_field(records, "dynamodb")
+    if "ApproximateCreationDateTime" not in _fields(dynamodb):
+        return None
+    created = pc.max(pc.struct_field(dynamodb, "ApproximateCreationDateTime")).as_py()
+    return None if created is None else float(created)
+
+
 def stream_rows(
     spec: TableSpec, pages: list[RecordsPage], options: TypeOptions = DEFAULT_OPTIONS
 ) -> tuple[pa.Table, TableSpec, float | None]:
@@ -217,10 +226,9 @@ def stream_rows(
         if ttl is not None:
             rows = _soft_deletes(spec, rows, old, keys, ops, ttl, dynamodb, options)
         tables.append(rows)
-        if "ApproximateCreationDateTime" in _fields(dynamodb):
-            created = pc.max(pc.struct_field(dynamodb, "ApproximateCreationDateTime")).as_py()
-            if created is not None:
-                newest = created if newest is None else max(newest, created)
+        created = newest_created(records)
+        if created is not None:
+            newest = created if newest is None else max(newest, created)
     if not tables:
         return rows_schema(spec).empty_table(), spec, None
     return pa.concat_tables(tables), spec, newest

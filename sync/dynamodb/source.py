@@ -9,10 +9,12 @@ import time
 from collections.abc import Generator, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 
 from sync.changes import ChangeBatch, Checkpoint, ShardPosition
+from sync.dynamodb.changelog import ChangeLog, same_capture
 from sync.dynamodb.client import DynamoDBClients, make_clients
 from sync.dynamodb.export import (
     ExportProgress,
@@ -237,8 +239,10 @@ class DynamoDBSource:
             s3, done.bucket, files, stop, self.count_transient, bound=self.request_bound
         )
 
-    def changes(self, table: SourceTable, stop: threading.Event) -> StreamChanges:
-        return StreamChanges(self, table, stop)
+    def changes(
+        self, table: SourceTable, stop: threading.Event, log_dir: Path | None = None
+    ) -> StreamChanges:
+        return StreamChanges(self, table, stop, log_dir)
 
     def health(self) -> SourceHealth:
         return SourceHealth(self.shards_active, self._errors_transient)
@@ -256,14 +260,27 @@ class StreamChanges:
     one shard's records in sequence order, so a round's rows keep every key's order. Every
     ``topology_refresh`` the table is described again: a stream disabled and re-enabled has a
     new ARN, and the old positions mean nothing in it.
+
+    With a ``log_dir``, the stream is read on while the table loads and its rounds are kept
+    there (:mod:`sync.dynamodb.changelog`): no record can leave the stream's 24-hour retention
+    before it is applied, however long the load takes. Closed shards come first, as their
+    records are the oldest: the reader drains a parent before it reads its children.
     """
 
-    def __init__(self, source: DynamoDBSource, table: SourceTable, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        source: DynamoDBSource,
+        table: SourceTable,
+        stop: threading.Event,
+        log_dir: Path | None = None,
+    ) -> None:
         assert table.stream is not None, "describe() gives the stream ARN"
         self._source = source
         self._table = table
+        self._stop = stop
         settings = source.settings
         self._refresh_s = settings.topology_refresh.total_seconds()
+        self._poll_s = settings.scan_interval.total_seconds()
         self._rounds: Generator[ChangeRound, None, None] | None = None
         self._reader = StreamReader(
             source.clients,
@@ -273,6 +290,12 @@ class StreamChanges:
             self._refresh_s,
             bound=source.request_bound,
         )
+        self._log_dir = log_dir
+        self._log: ChangeLog | None = None
+        self._replay_from: Checkpoint | None = None  # the position the table holds
+        self._logger: threading.Thread | None = None
+        self._logger_stop = threading.Event()
+        self._logger_error: BaseException | None = None
 
     def capture(self, watermark: datetime | None, oldest: bool = False) -> Checkpoint:
         """Every open shard at its tip (LATEST iterators taken now), closed shards drained; or,
@@ -283,19 +306,106 @@ class StreamChanges:
             self._reader.start_at_latest()
         return self._reader.checkpoint(watermark)
 
-    def resume(self, checkpoint: Checkpoint) -> None:
-        self._reader.resume(checkpoint)
+    def resume(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Continue after ``checkpoint``; when the log holds it, after the log's last round
+        instead (the logged rounds after ``checkpoint`` are replayed first)."""
+        log_ = ChangeLog.find(self._log_dir) if self._log_dir is not None else None
+        if log_ is None or log_.after(checkpoint) is None:
+            if log_ is not None:  # an older load's log, or one already applied
+                log_.remove()
+            self._reader.resume(checkpoint)
+            return checkpoint
+        self._log, self._replay_from = log_, checkpoint
+        last = log_.last()
+        self._reader.resume(last)
+        log.info(
+            "dataset %s: %d stream records kept during the load come first",
+            self._source.settings.name,
+            log_.records,
+        )
+        return last
+
+    def log_while_loading(self, captured: Checkpoint) -> bool:
+        """Read the stream on, from where it stands, into the log of ``captured`` until
+        :meth:`rounds` is called; False if there is no log directory."""
+        if self._log_dir is None:
+            return False
+        if self._log is None or not same_capture(self._log.captured, captured):
+            try:
+                self._log = ChangeLog.open(self._log_dir, captured)
+            except OSError as e:
+                raise PermanentError(
+                    f"cannot keep the stream's changes during the load in {self._log_dir} "
+                    f"({e.strerror or e}): make that path a writable directory, or remove "
+                    "what is there"
+                ) from e
+        self._replay_from = captured
+        self._logger = threading.Thread(
+            target=self._keep_rounds, name=f"changelog-{self._table.name}", daemon=True
+        )
+        self._logger.start()
+        return True
+
+    def _keep_rounds(self) -> None:
+        assert self._log is not None
+        try:
+            while not self._logger_stop.is_set() and not self._stop.is_set():
+                poll = self._reader.poll()
+                self._source.shards_active = poll.active_shards
+                if poll.records or poll.drained_shards or poll.topology_changed:
+                    self._log.append(poll)
+                if not poll.records:
+                    self._logger_stop.wait(self._poll_s)
+        except BaseException as e:  # noqa: BLE001 - raised again by rounds()
+            log.error("dataset %s: keeping the stream: %s", self._source.settings.name, e)
+            self._logger_error = e
+
+    def _stop_logging(self) -> None:
+        """End the load's log reader; its error, if it had one, is raised here."""
+        if self._logger is not None:
+            self._logger_stop.set()
+            self._logger.join()
+            self._logger = None
+        if self._logger_error is not None:
+            error, self._logger_error = self._logger_error, None
+            raise error
 
     def rounds(self, spec: TableSpec, watermark: float | None) -> Iterator[ChangeRound]:
-        """One round per poll of the readable shards. The watermark is the round's start when
-        every shard is at its tip, else the newest record's ApproximateCreationDateTime (or
-        the last watermark if the round brought none)."""
+        """One round per poll of the readable shards, the logged rounds first. The watermark
+        is the round's start when every shard is at its tip, else the newest record's
+        ApproximateCreationDateTime (or the last watermark if the round brought none)."""
+        self._stop_logging()
         self._rounds = self._poll_rounds(spec, watermark)
         return self._rounds
+
+    def _logged_rounds(
+        self, spec: TableSpec, watermark: float | None
+    ) -> Generator[ChangeRound, None, tuple[TableSpec, float | None]]:
+        """The logged rounds after the position the table holds; the log is removed once the
+        last of them is committed (when the next round is asked for)."""
+        if self._log is None or self._replay_from is None:
+            return spec, watermark
+        log_, types = self._log, self._source.types
+        for logged in log_.after(self._replay_from) or []:
+            rows, spec, newest = stream_rows(spec, list(log_.pages(logged)), types)
+            watermark = newest if newest is not None else watermark
+            when = datetime.fromtimestamp(watermark, UTC) if watermark else None
+            checkpoint = Checkpoint(log_.captured.stream_arn, logged.positions, when)
+            yield ChangeRound(
+                batch=ChangeBatch(rows, checkpoint, logged.records),
+                spec=spec,
+                watermark=watermark,
+                caught_up=False,
+                advances=True,
+            )
+        log_.remove()
+        self._log = None
+        return spec, watermark
 
     def _poll_rounds(
         self, spec: TableSpec, watermark: float | None
     ) -> Generator[ChangeRound, None, None]:
+        spec, watermark = yield from self._logged_rounds(spec, watermark)
         types = self._source.types
         next_table_check = time.monotonic() + self._refresh_s
         with closing(self._reader.rounds()) as polls:
@@ -330,6 +440,9 @@ class StreamChanges:
             )
 
     def close(self) -> None:
+        self._logger_stop.set()
+        if self._logger is not None:
+            self._logger.join()
         if self._rounds is not None:
             self._rounds.close()  # stops the reader's read-ahead first
         self._reader.close()

@@ -238,11 +238,15 @@ class ListChanges:
         self._position = 0 if oldest else len(self._source.log)
         return self._checkpoint(watermark.timestamp() if watermark else None)
 
-    def resume(self, checkpoint: Checkpoint) -> None:
+    def resume(self, checkpoint: Checkpoint) -> Checkpoint:
         if checkpoint.stream_arn != LOG:
             raise RetentionExceeded(f"the checkpoint is for {checkpoint.stream_arn}")
         self._source.resumed_from.append(checkpoint)
         self._position = int(checkpoint.shards[0].sequence_number or 0)
+        return checkpoint
+
+    def log_while_loading(self, captured: Checkpoint) -> bool:
+        return False  # the list keeps every change for ever
 
     def rounds(self, spec: TableSpec, watermark: float | None) -> Iterator[ChangeRound]:
         while not self._stop.is_set():
@@ -293,7 +297,9 @@ class ListSource:
             yield LoadProgress(read)
             yield LoadBatch(full, ChangeBatch(part, None, part.num_rows))
 
-    def changes(self, table: SourceTable, stop: threading.Event) -> ListChanges:
+    def changes(
+        self, table: SourceTable, stop: threading.Event, log_dir: Path | None = None
+    ) -> ListChanges:
         return ListChanges(self, stop)
 
     def health(self) -> SourceHealth:

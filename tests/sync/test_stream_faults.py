@@ -19,7 +19,8 @@ import pytest
 
 from flightsrv.config import DATASET_METRICS
 from flightsrv.metrics import MetricsServer, RuntimeMetrics
-from sync.pipeline import DatasetNotQueryable, DatasetSync
+from sync.pipeline import STAGING_SUFFIX, DatasetNotQueryable, DatasetSync
+from sync.settings import ScanRateLimit
 from sync.status import State
 from tests.dynamo import Emulator, create_table, random_item
 from tests.flightsrv.test_metrics import scrape, stream_samples
@@ -290,24 +291,80 @@ def test_stream_reenabled_with_new_arn_is_detected(
     assert "stream changed" in (sync.status().error or "")
 
 
-def test_bootstrap_longer_than_retention_is_handled(
+def test_a_load_longer_than_the_retention_loses_nothing_even_restarted(
     proxy: StreamFaultProxy, ddb: Any, table_name: str, tmp_path: Path, running: list
 ) -> None:
+    """The stream keeps records 3 s here; the load takes several times that (a read rate
+    limit), is stopped half-way, and resumes. Shards close and
+    split while it runs and a writer changes the table throughout: the changes read during
+    the load are kept beside the mirror's file, so none is lost when they leave the stream."""
+    proxy.configure(retention=3.0)
     rng = random.Random(9)
-    seed(ddb, table_name, 30, rng)
-    proxy.set_fault_rates("Scan", latency=1.0, latency_seconds=0.6)
+    seed(ddb, table_name, 400, rng)
     settings = settings_for(
         proxy.url,
         table_name,
         "duckdb",
-        "memory",
+        "file",
         tmp_path,
-        shard_retention=timedelta(seconds=0.3),
+        shard_retention=timedelta(seconds=3),
+        scan_rate_limit=ScanRateLimit(items_per_s=40),
+        scan_segments=2,
         **FAST,
     )
-    sync = start(settings, running)
+    kept = tmp_path / "mirror.duckdb.changelog"
+    stop = threading.Event()
+    versions = iter(range(1, 10**6))
+
+    def writer() -> None:
+        while not stop.wait(0.02):
+            mutate(ddb, table_name, rng, 450, next(versions))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        first = start(settings, running)
+        wait_for(lambda: len(list(kept.glob("*.json"))) >= 4, what="rounds kept during the load")
+        proxy.split(table_name, children=2)  # the shard being read closes mid-load
+        wait_for(lambda: first.status().bootstrap is not None, what="load under way")
+        first.stop()
+        rows_loaded = first.accelerator.row_count(f"mirror{STAGING_SUFFIX}")
+        assert 0 < rows_loaded < 400
+        first.accelerator.close()
+        # Down for less than the retention (nothing can outlive a longer outage): the rest of
+        # the load still takes several retentions, so what the first run kept is gone from
+        # the stream by the time the load ends.
+        time.sleep(0.3)
+        second = start(settings, running)
+        time.sleep(1.0)
+        proxy.split(table_name, children=2)
+        wait_for(lambda: second.status().state is State.READY, timeout=60, what="Ready")
+        stop.set()
+        thread.join()
+        wait_for(caught_up(second, ddb, table_name), what="converge")
+    finally:
+        stop.set()
+        thread.join()
+    assert_mirror_equals_source(second, ddb, table_name)
+    status = second.status()
+    assert status.error is None and second.source.health().shards_active >= 2
+    assert not kept.exists()  # applied, then removed
+
+
+def test_a_load_whose_changes_cannot_be_kept_is_an_error_saying_where(
+    proxy: StreamFaultProxy, ddb: Any, table_name: str, tmp_path: Path, running: list
+) -> None:
+    seed(ddb, table_name, 30, random.Random(9))
+    kept = tmp_path / "mirror.duckdb.changelog"
+    kept.write_text("not a directory")
+    sync = start(settings_for(proxy.url, table_name, "duckdb", "file", tmp_path, **FAST), running)
     wait_for(lambda: sync.status().state is State.ERROR, what="error")
-    assert "longer than the stream's retention" in (sync.status().error or "")
+    error = sync.status().error or ""
+    assert f"cannot keep the stream's changes during the load in {kept}" in error
+    assert "make that path a writable directory" in error
+    kept.unlink()
+    wait_for(lambda: sync.status().state is State.READY, what="Ready once it can")
+    assert_mirror_equals_source(sync, ddb, table_name)
 
 
 def test_changes_during_scan_applied_before_first_ready_despite_empty_pages(
