@@ -31,7 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from benchmarks.common import machine_line, table
+from benchmarks.common import machine_line, table, write_section
 from benchmarks.fakedynamo import SEQUENCE_NUMBER, SHARD_ID, stream_arn
 from benchmarks.processes import Runtime, dynamodb_dataset
 from benchmarks.tables import FakeDynamoProcess
@@ -281,10 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, args, command.strip())
     print(text)
     if not args.no_write:
-        current = RESULTS.read_text() if RESULTS.exists() else ""
-        before, found, after = current.partition(HEADING)
-        rest = after[after.find("\n## ") + 1 :] if found and "\n## " in after else ""
-        RESULTS.write_text(before.rstrip("\n") + "\n\n" + text + ("\n" + rest if rest else ""))
+        write_section(RESULTS, HEADING, text)
     return 0
 
 

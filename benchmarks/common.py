@@ -213,3 +213,12 @@ def process_cpu_s(pid: int) -> float:
 
 def mib(kib: int) -> str:
     return f"{kib / 1024:,.0f} MiB"
+
+
+def write_section(results: Path, heading: str, text: str) -> None:
+    """Put ``text`` (starting with ``heading``) in ``results`` in place of the section under
+    that heading, or at the end: a one-off benchmark updates its own part of RESULTS.md."""
+    current = results.read_text() if results.exists() else ""
+    before, found, after = current.partition(heading)
+    rest = after[after.find("\n## ") + 1 :] if found and "\n## " in after else ""
+    results.write_text(before.rstrip("\n") + "\n\n" + text + ("\n" + rest if rest else ""))

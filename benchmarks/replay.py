@@ -7,6 +7,7 @@ replayed bodies, without an HTTP server competing for the machine's cores.
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -37,6 +38,20 @@ class ReplayScan:
         start = request.get("ExclusiveStartKey")
         n = segment if start is None else self._after[json.dumps(start, sort_keys=True)] + segments
         return {"RawBody": self._bodies[n] if n < len(self._bodies) else _EMPTY_SCAN}
+
+
+class ReplayS3:
+    """``get_object`` of objects held in memory (``Range`` honoured), as an S3 client answers
+    it: the export reader runs unchanged, without an HTTP server."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self._objects = objects
+
+    def get_object(self, Bucket: str, Key: str, Range: str | None = None) -> dict[str, Any]:  # noqa: N803
+        data = self._objects[Key]
+        if Range is not None:
+            data = data[int(Range.removeprefix("bytes=").rstrip("-")) :]
+        return {"Body": io.BytesIO(data), "ContentLength": len(data)}
 
 
 class ReplayStreams:

@@ -53,3 +53,16 @@ def test_the_resume_benchmark_runs_at_a_tiny_size() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "read again" in result.stdout
+
+
+def test_the_export_replay_benchmark_runs_at_a_tiny_size() -> None:
+    tiny = ["--items", "3000", "--runs", "1", "--rss-items", "2000", "4000", "--no-write"]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.export_replay", *tiny],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| sqlite |" in result.stdout and "| 4,000 |" in result.stdout
