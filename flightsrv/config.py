@@ -20,6 +20,13 @@ import yaml
 
 from flightsrv.durations import parse_duration
 from flightsrv.secrets import SecretError, load_secrets
+from flightsrv.spicekeys import (
+    NOT_APPLICABLE,
+    RENAMED_PARAMS,
+    RESTART_MEANS,
+    InapplicableKeys,
+    did_you_mean,
+)
 from sync import settings as sync_settings
 from sync.accelerators import engine_names, engine_spec
 from sync.accelerators.spec import Connection, EngineSpec, ParamError
@@ -31,6 +38,7 @@ from sync.settings import (
     DatasetSettings,
     NumberOverflow,
     NumberType,
+    RetentionBehavior,
     ScanRateLimit,
     SnapshotPolicy,
     SourceSettings,
@@ -66,6 +74,8 @@ DATASET_KEYS = {
 }
 COLUMN_KEYS = {"name", "type", "description", "metadata"}
 ACCELERATION_KEYS = {
+    "primary_key",
+    "on_conflict",
     "enabled",
     "engine",
     "mode",
@@ -77,6 +87,7 @@ ACCELERATION_KEYS = {
     "snapshots_trigger_threshold",
 }
 RETENTION_BEHAVIORS = ("error", "ready_before_load", "ready_after_load")
+IAM_ROLE_SOURCES = ("auto", "metadata", "env")
 # Spice's DynamoDB dataset metrics, exported as ``dataset_dynamodb_<name>`` when enabled.
 DATASET_METRICS = (
     "shards_active",
@@ -183,7 +194,9 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
     where = str(path)
     if not isinstance(document, dict):
         raise ConfigError(f"{where}: expected a mapping with version, kind and datasets")
-    _reject_unknown(document, TOP_KEYS, where)
+    inapplicable = InapplicableKeys()
+    document = inapplicable.drop(document, "top", where)
+    _reject_unknown(document, TOP_KEYS, where, "top")
     if document.get("kind", "Spicepod") != "Spicepod":
         raise ConfigError(f"{where}: kind: expected 'Spicepod', got {document.get('kind')!r}")
     if str(document.get("version", "v1")) not in ("v1", "v1beta1"):
@@ -200,7 +213,7 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
     metrics: dict[str, frozenset[str]] = {}
     seen: set[str] = set()
     for index, raw in enumerate(raw_datasets):
-        dataset = _dataset(raw, f"{where}: datasets[{index}]", path.parent)
+        dataset = _dataset(raw, f"{where}: datasets[{index}]", path.parent, inapplicable)
         if dataset.name.lower() in seen:
             raise ConfigError(
                 f"{where}: dataset {dataset.name!r}: name: duplicate dataset name "
@@ -212,7 +225,8 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
         if enabled:
             metrics[dataset.name] = enabled
     runtime = _mapping(document.get("runtime"), f"{where}: runtime")
-    _reject_unknown(runtime, RUNTIME_KEYS, f"{where}: runtime")
+    runtime = inapplicable.drop(runtime, "runtime", f"{where}: runtime")
+    _reject_unknown(runtime, RUNTIME_KEYS, f"{where}: runtime", "runtime")
     snapshots = _snapshots(document.get("snapshots"), f"{where}: snapshots", path.parent)
     for dataset in datasets:
         _check_snapshot_policy(dataset, snapshots, f"{where}: dataset {dataset.name!r}")
@@ -474,7 +488,7 @@ def _tls(raw: Any, where: str, base: Path) -> TlsSettings | None:
     return settings
 
 
-def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
+def _dataset(raw: Any, where: str, base: Path, inapplicable: InapplicableKeys) -> DatasetSettings:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping with from, name and acceleration")
     name = raw.get("name")
@@ -483,7 +497,8 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
             f"{where}: name: expected an SQL identifier (letters, digits, _), got {name!r}"
         )
     where = f"{where.split(':')[0]}: dataset {name!r}"
-    _reject_unknown(raw, DATASET_KEYS, where)
+    raw = inapplicable.drop(raw, "dataset", where)
+    _reject_unknown(raw, DATASET_KEYS, where, "dataset")
     source = raw.get("from")
     if not isinstance(source, str) or not source.startswith("dynamodb:") or source == "dynamodb:":
         raise ConfigError(
@@ -491,8 +506,9 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
             "(only the dynamodb connector is supported)"
         )
     params = _mapping(raw.get("params"), f"{where}: params")
-    get = _Getter(params, f"{where}: params")
+    get = _Getter(params, f"{where}: params", RENAMED_PARAMS)
     auth = get.choice("dynamodb_aws_auth", ("iam_role", "key"), "iam_role")
+    role_source = get.choice("dynamodb_aws_iam_role_source", IAM_ROLE_SOURCES, "auto")
     access_key = get.string("dynamodb_aws_access_key_id")
     secret_key = get.string("dynamodb_aws_secret_access_key")
     if auth == "key" and not (access_key and secret_key):
@@ -509,25 +525,25 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
             access_key_id=access_key,
             secret_access_key=secret_key,
             session_token=get.string("dynamodb_aws_session_token"),
+            iam_role_source=role_source,  # type: ignore[arg-type]
             endpoint_url=get.string("endpoint_url"),
             connect_timeout_s=get.positive_seconds("dynamodb_connect_timeout", 5.0),
             read_timeout_s=get.positive_seconds("dynamodb_read_timeout", 20.0),
             max_retries=get.positive_int("dynamodb_max_retries", 10),
             max_retry_s=get.positive_seconds("dynamodb_max_retry_duration", 600.0),
         ),
-        acceleration=_acceleration(raw.get("acceleration"), name, where, base),
+        acceleration=_acceleration(raw.get("acceleration"), name, where, base, inapplicable),
+        primary_key=_primary_key(_mapping(raw.get("acceleration"), where), where),
         snapshots=_snapshot_policy(
             _mapping(raw.get("acceleration"), where), f"{where}: acceleration"
         ),
         scan_interval=get.duration("scan_interval", timedelta(seconds=1)),
-        ready_lag=get.duration("ready_lag", timedelta(seconds=2)),
+        ready_lag=get.duration("dynamodb_replication_ready_lag", timedelta(seconds=2)),
         scan_segments=get.segments("scan_segments"),
         scan_rate_limit=get.rate_limit("scan_rate_limit"),
         **_initial_load(get, f"{where}: params"),
         schema_infer_max_records=get.positive_int("schema_infer_max_records", 10),
-        retention_behavior=get.choice(  # type: ignore[arg-type]
-            "lag_exceeds_shard_retention_behavior", RETENTION_BEHAVIORS, "error"
-        ),
+        retention_behavior=_retention_behavior(get),
         shard_retention=get.duration("shard_retention", timedelta(hours=24)),
         topology_refresh=get.duration("shard_discovery_interval", timedelta(seconds=30)),
         error_retry=get.duration("error_retry_interval", timedelta(seconds=30)),
@@ -535,6 +551,64 @@ def _dataset(raw: Any, where: str, base: Path) -> DatasetSettings:
     )
     get.reject_rest()
     return settings
+
+
+def _key_columns(value: Any) -> tuple[str, ...] | None:
+    """``id``, ``(a, b)``, ``a, b`` or a list of names; None if it is none of those."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        names = [v.strip() for v in value]
+    elif isinstance(value, str):
+        names = [n.strip() for n in value.strip().removeprefix("(").removesuffix(")").split(",")]
+    else:
+        return None
+    return tuple(names) if all(names) else None
+
+
+def _primary_key(acc: Mapping[str, Any], where: str) -> tuple[str, ...] | None:
+    """``acceleration.primary_key`` (checked against the table's key when the sync starts)
+    and ``on_conflict`` (``upsert`` on that key: what a change mirror does)."""
+    where = f"{where}: acceleration"
+    raw = acc.get("primary_key")
+    key = None if raw is None else _key_columns(raw)
+    if raw is not None and key is None:
+        raise ConfigError(
+            f"{where}.primary_key: expected a column or a list of them, as id or (pk, sk), "
+            f"got {raw!r}"
+        )
+    conflicts = acc.get("on_conflict")
+    if conflicts is None:
+        return key
+    if not isinstance(conflicts, dict) or not conflicts:
+        raise ConfigError(
+            f"{where}.on_conflict: expected a mapping of key columns to upsert, as "
+            f"{{{', '.join(key or ('pk',))}: upsert}}, got {conflicts!r}"
+        )
+    for columns, action in conflicts.items():
+        named = _key_columns(columns)
+        if action != "upsert":
+            raise ConfigError(
+                f"{where}.on_conflict.{columns}: {action!r} is not available: a change mirror "
+                "applies each change of a key as the table made it, which is upsert (drop "
+                "would keep rows the table has since changed); write upsert or remove "
+                "on_conflict"
+            )
+        if named is None or (key is not None and set(named) != set(key)):
+            raise ConfigError(
+                f"{where}.on_conflict.{columns}: expected the primary key "
+                f"({', '.join(key or ('the table key',))})"
+            )
+    return key
+
+
+def _retention_behavior(get: _Getter) -> RetentionBehavior:
+    """``dynamodb_replication_invalid_checkpoint_behavior`` (or its older name): Spice's
+    ``restart`` is ``ready_before_load``."""
+    value = get.choice(
+        "dynamodb_replication_invalid_checkpoint_behavior",
+        ("error", "restart", *RETENTION_BEHAVIORS[1:]),
+        "error",
+    )
+    return RESTART_MEANS if value == "restart" else value  # type: ignore[return-value]
 
 
 def _type_settings(get: _Getter, columns: Any, where: str) -> TypeSettings:
@@ -637,14 +711,16 @@ def _columns(raw: Any, where: str) -> tuple[DeclaredColumn, ...]:
     return tuple(declared)
 
 
-def _acceleration(raw: Any, name: str, where: str, base: Path) -> AccelerationSettings:
+def _acceleration(
+    raw: Any, name: str, where: str, base: Path, inapplicable: InapplicableKeys
+) -> AccelerationSettings:
     where = f"{where}: acceleration"
     if raw is None:
         raise ConfigError(
             f"{where}: required for dynamodb datasets (enabled: true, refresh_mode: changes)"
         )
-    acc = _mapping(raw, where)
-    _reject_unknown(acc, ACCELERATION_KEYS, where)
+    acc = inapplicable.drop(_mapping(raw, where), "acceleration", where)
+    _reject_unknown(acc, ACCELERATION_KEYS, where, "acceleration")
     get = _Getter(acc, where)
     if get.boolean("enabled", True) is not True:
         raise ConfigError(
@@ -660,7 +736,15 @@ def _acceleration(raw: Any, name: str, where: str, base: Path) -> AccelerationSe
         raise ConfigError(
             f"{where}.refresh_mode: must be 'changes' for dynamodb datasets, got {refresh_mode!r}"
         )
-    spec = engine_spec(get.choice("engine", engine_names(), "duckdb"))
+    engine = get.choice("engine", (*engine_names(), "arrow"), "duckdb")
+    if engine == "arrow":
+        # Spice's default engine keeps Arrow batches in memory; DuckDB in memory does that
+        # here, with the same SQL as engine: duckdb.
+        if get.choice("mode", ("memory",), "memory") != "memory":
+            raise ConfigError(f"{where}.mode: engine arrow is in memory only")
+        log.info("%s: engine arrow is served from DuckDB in memory", where)
+        engine = "duckdb"
+    spec = engine_spec(engine)
     params = _mapping(acc.get("params"), f"{where}.params")
     pget = _Getter(params, f"{where}.params")
     mode = get.choice("mode", ("memory", "file"), spec.modes[0])
@@ -716,10 +800,17 @@ def _connection(
         raise ConfigError(f"{where}.params.{e.param}: {e}") from e
 
 
-def _reject_unknown(mapping: Mapping[str, Any], known: set[str], where: str) -> None:
+def _reject_unknown(
+    mapping: Mapping[str, Any], known: set[str], where: str, section: str | None = None
+) -> None:
+    """A key neither this runtime nor Spice has (in ``section``) is an error."""
     for key in mapping:
         if key not in known:
-            raise ConfigError(f"{where}: {key}: unknown key (expected one of {sorted(known)})")
+            names = known | set(NOT_APPLICABLE.get(section or "", ()))
+            raise ConfigError(
+                f"{where}: {key}: unknown key{did_you_mean(str(key), names)} "
+                f"(expected one of {sorted(known)})"
+            )
 
 
 def _mapping(raw: Any, where: str) -> dict[str, Any]:
@@ -730,19 +821,48 @@ def _mapping(raw: Any, where: str) -> dict[str, Any]:
     return raw
 
 
+def _same(value: Any) -> str:
+    """A param's value as compared between its two names (``restart`` is
+    ``ready_before_load``)."""
+    text = str(value).strip()
+    return RESTART_MEANS if text == "restart" else text
+
+
 class _Getter:
     """Typed reads from one mapping; every key read is ticked off so leftovers are errors."""
 
     KNOWN_PARAMS_HINT = "see the spicepod reference in README.md"
 
-    def __init__(self, mapping: dict[str, Any], where: str) -> None:
+    def __init__(
+        self, mapping: dict[str, Any], where: str, aliases: Mapping[str, str] | None = None
+    ) -> None:
         self._mapping = mapping
         self._where = where
         self._read: set[str] = set()
+        self._aliases = aliases or {}  # a key → its older name, read in its place
+        self._spelled: dict[str, str] = {}  # a key → the name the file gave it
 
     def _get(self, key: str) -> Any:
         self._read.add(key)
-        return self._mapping.get(key)
+        value = self._mapping.get(key)
+        old = self._aliases.get(key)
+        if old is None:
+            return value
+        self._read.add(old)
+        former = self._mapping.get(old)
+        if value is not None and former is not None and _same(value) != _same(former):
+            raise ConfigError(
+                f"{self._where}: {key}: {value!r} and {old}: {former!r} are one setting under "
+                f"its current and its older name, with different values; keep one of them"
+            )
+        if value is None and former is not None:
+            self._spelled[key] = old
+            return former
+        return value
+
+    def _name(self, key: str) -> str:
+        """``key`` as the file spells it (its older name, when that is the one given)."""
+        return self._spelled.get(key, key)
 
     def _typed(self, key: str, default: T, convert: Callable[[Any], T], expected: str) -> T:
         value = self._get(key)
@@ -753,7 +873,8 @@ class _Getter:
         except (ValueError, TypeError) as e:
             detail = str(e) if isinstance(e, ValueError) and "duration" in str(e) else ""
             raise ConfigError(
-                f"{self._where}.{key}: {detail or f'expected {expected}, got {value!r}'}"
+                f"{self._where}.{self._name(key)}: "
+                f"{detail or f'expected {expected}, got {value!r}'}"
             ) from e
 
     def string(self, key: str) -> str | None:
@@ -761,7 +882,7 @@ class _Getter:
         if value is None:
             return None
         if isinstance(value, bool | dict | list):
-            raise ConfigError(f"{self._where}.{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{self._where}.{self._name(key)}: expected a string, got {value!r}")
         return str(value)
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -780,7 +901,8 @@ class _Getter:
             return default
         if value not in choices:
             raise ConfigError(
-                f"{self._where}.{key}: expected one of {', '.join(choices)}, got {value!r}"
+                f"{self._where}.{self._name(key)}: expected one of {', '.join(choices)}, "
+                f"got {value!r}"
             )
         return value
 
@@ -864,6 +986,6 @@ class _Getter:
         for key in self._mapping:
             if key not in self._read:
                 raise ConfigError(
-                    f"{self._where}.{key}: unknown key ({self.KNOWN_PARAMS_HINT}; "
-                    f"known: {', '.join(sorted(self._read))})"
+                    f"{self._where}.{key}: unknown key{did_you_mean(str(key), self._read)} "
+                    f"({self.KNOWN_PARAMS_HINT}; known: {', '.join(sorted(self._read))})"
                 )

@@ -1,4 +1,5 @@
-"""HTTP endpoints: ``/health``, ``/v1/ready``, ``/v1/datasets``, ``/v1/status``.
+"""HTTP endpoints: ``/health``, ``/v1/ready``, ``/v1/datasets``, ``/v1/status``, and
+``POST /v1/sql`` (:mod:`flightsrv.sqlhttp`).
 
 With API keys configured, every path but the public ones (``/health`` and ``/v1/ready``, for
 probes) answers 401 unless the request carries a key (see :mod:`flightsrv.auth`).
@@ -10,13 +11,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from flightsrv import sqlhttp
 from flightsrv.auth import ApiKeys, Headers
 from sync.pipeline import DatasetSync
 from sync.status import SCANNING, DatasetStatus, State
@@ -109,10 +111,13 @@ class Request:
     path: str
     query: dict[str, list[str]]
     headers: Headers
+    body: bytes = b""
 
 
-Answer = tuple[int, str, str | bytes]
+# A body given as chunks is sent as it comes (chunked transfer encoding).
+Answer = tuple[int, str, str | bytes | Iterator[bytes]]
 Route = Callable[[Request], Answer]
+MAX_BODY = 1 << 20  # bytes a POST may carry unless the server says otherwise
 
 
 class RouteServer:
@@ -131,8 +136,11 @@ class RouteServer:
         api_keys: ApiKeys | None = None,
         public: frozenset[str] = frozenset(),
         post: Route | None = None,
+        max_body: int = MAX_BODY,
     ) -> None:
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, and chunked answers
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 self._answer(routes.get)
 
@@ -152,16 +160,53 @@ class RouteServer:
                 elif route is None:
                     answer = 404, "text/plain", f"not found: {url.path}"
                 else:
-                    answer = route(Request(path, parse_qs(url.query), self.headers))
-                code, ctype, body = answer
-                data = body.encode() if isinstance(body, str) else body
+                    body = self._body()
+                    if isinstance(body, tuple):
+                        answer = body
+                    else:
+                        answer = route(Request(path, parse_qs(url.query), self.headers, body))
+                self._send(*answer)
+
+            def _body(self) -> bytes | Answer:
+                """The request body (up to ``max_body`` bytes), or the answer refusing it."""
+                if self.command != "POST":
+                    return b""
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    self.close_connection = True
+                    return 411, "text/plain", "send the body with a Content-Length"
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if length < 0 or length > max_body:
+                    self.close_connection = True  # the body is not read: drop the connection
+                    return 413, "text/plain", f"the body is over {max_body} bytes"
+                return self.rfile.read(length)
+
+            def _send(self, code: int, ctype: str, body: str | bytes | Iterator[bytes]) -> None:
                 self.send_response(code)
                 if code == 401:
                     self.send_header("WWW-Authenticate", 'Bearer realm="dynamirror"')
                 self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
+                if isinstance(body, str | bytes):
+                    data = body.encode() if isinstance(body, str) else body
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    for chunk in body:
+                        if chunk:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                except Exception:  # noqa: BLE001 - the client sees the stream cut short
+                    self.close_connection = True
+                finally:
+                    close = getattr(body, "close", None)
+                    if close is not None:
+                        close()
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 log.debug(f"{name}: " + format, *args)
@@ -201,9 +246,12 @@ class HttpServer(RouteServer):
         datasets: Sequence[DatasetSync],
         about: Callable[[], Mapping[str, Any]] | None = None,
         api_keys: ApiKeys | None = None,
+        run_sql: sqlhttp.RunSql | None = None,
+        max_statement_bytes: int = MAX_BODY,
     ) -> None:
         self._datasets = datasets
         self._about = about
+        self._run_sql = run_sql
         self.started_at = time.time()
         super().__init__(
             host,
@@ -218,11 +266,15 @@ class HttpServer(RouteServer):
             api_keys=api_keys,
             public=self.PUBLIC,
             post=self._post,
+            max_body=max_statement_bytes,
         )
 
     def _post(self, request: Request) -> Answer:
-        """``POST /v1/datasets/{name}/acceleration/refresh``: bootstrap again, serving the
+        """``POST /v1/sql`` (see :mod:`flightsrv.sqlhttp`), and
+        ``POST /v1/datasets/{name}/acceleration/refresh``: bootstrap again, serving the
         current rows until the fresh copy is swapped in."""
+        if request.path == "/v1/sql" and self._run_sql is not None:
+            return sqlhttp.answer(self._run_sql, request.body, request.headers.get("Accept"))
         parts = request.path.strip("/").split("/")
         if (
             len(parts) != 5

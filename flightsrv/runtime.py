@@ -104,7 +104,12 @@ class Runtime:
             if self.metrics_server is not None:
                 opened.callback(self.metrics_server.stop)
             self.http = HttpServer(
-                *endpoints.http, self.fleet.datasets, about=self._about, api_keys=keys
+                *endpoints.http,
+                self.fleet.datasets,
+                about=self._about,
+                api_keys=keys,
+                run_sql=self.flight.run_sql,
+                max_statement_bytes=config.query.max_statement_bytes,
             )
             opened.pop_all()  # all opened: from here on, stop() closes them
         # Flight SQL answers from construction on. Its ``serve()`` is not called: it would take

@@ -22,7 +22,7 @@ import pyarrow as pa
 from sync.accelerators.base import Accelerator
 from sync.bootstrap import apply_load
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, ShardPosition
-from sync.errors import RetentionExceeded, SyncError
+from sync.errors import PermanentError, RetentionExceeded, SyncError
 from sync.retry import Backoff, Stopped, retrying
 from sync.schema import TableSpec
 from sync.settings import DatasetSettings
@@ -153,7 +153,8 @@ class DatasetSync:
         return (
             f"{error}. The checkpoint is beyond the stream's retention, so changes were lost. "
             f"To recover, {where} to bootstrap again, or set "
-            "lag_exceeds_shard_retention_behavior: ready_before_load (or ready_after_load) "
+            "dynamodb_replication_invalid_checkpoint_behavior: restart (older name "
+            "lag_exceeds_shard_retention_behavior: ready_before_load, or ready_after_load) "
             "to re-bootstrap automatically"
         )
 
@@ -161,6 +162,13 @@ class DatasetSync:
         if self._spec is None:
             self._spec = self.accelerator.table_spec(self.settings.name)
         table = self.source.describe()
+        declared = self.settings.primary_key
+        if declared is not None and set(declared) != set(table.key):
+            raise PermanentError(
+                f"acceleration.primary_key ({', '.join(declared)}) is not the key of table "
+                f"{table.name} ({', '.join(table.key)}): a mirror is keyed as its table is; "
+                f"write primary_key: ({', '.join(table.key)}) or remove it"
+            )
         changes = self.source.changes(table, self._stop, self._log_dir())
         try:
             checkpoint = self.accelerator.load_checkpoint(self.settings.name)

@@ -35,6 +35,9 @@ class SourceSettings:
     access_key_id: str | None = None
     secret_access_key: str | None = None
     session_token: str | None = None
+    # With auth iam_role, where credentials may come from: boto3's whole chain (auto), only
+    # the instance or container metadata service (metadata), only AWS_* variables (env).
+    iam_role_source: Literal["auto", "metadata", "env"] = "auto"
     endpoint_url: str | None = None
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 20.0
@@ -169,6 +172,8 @@ class DatasetSettings:
     scan_segments: int | None = None  # None: sized from the table's item count
     scan_rate_limit: ScanRateLimit | None = None  # None: no ceiling (throttles still slow it)
     schema_infer_max_records: int = 10
+    # ``acceleration.primary_key`` as the pod declares it: must be the table's key (a set).
+    primary_key: tuple[str, ...] | None = None
     # How the table is first loaded (issue 15): a parallel Scan, an S3 export (``export`` set),
     # or an export falling back to Scan; ``initial_snapshot`` is Spice's
     # dynamodb_replication_initial_snapshot (disabled: the stream only, no initial load).

@@ -46,6 +46,7 @@ from flightsrv.flightsql.statements import (
 )
 from flightsrv.proto import FlightActions_pb2 as fa
 from flightsrv.proto import FlightSql_pb2 as pb
+from sync.accelerators.query import RunningQuery
 
 DEFAULT_LOCATION = "grpc://127.0.0.1:50051"
 CATALOG_NAME = "dynamirror"
@@ -128,6 +129,58 @@ class FlightSqlServer(flight.FlightServerBase):
         """
         self._running.stop_all()
         super().shutdown()
+
+    def run_sql(self, sql: str, call: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """``sql`` run as a Flight SQL query runs (the same statement check, engine session,
+        limits and timeout, listed among the running queries as ``call``): its schema and its
+        batches, for another protocol (SQL over HTTP). Domain errors are raised as they are;
+        the batches must be closed (``close()``) to release the engine cursor early.
+        """
+        statement = Statement(sql)
+        plan = self._queries.plan(sql)
+        schema = self._result_schema(plan, statement, call, None)
+        query_id = os.urandom(12)
+        stop = self._running.start(query_id, call, sql)
+        try:
+            result = self._queries.run(plan, statement, schema, stop)
+        except BaseException as e:
+            self._running.finish(query_id, stop)
+            if stop.cause is not None:
+                raise stop.cause from e
+            raise
+        return schema, self._until_stopped(result, query_id, stop)
+
+    def _until_stopped(
+        self, result: Direct | Iterator[pa.RecordBatch], query_id: bytes, stop: StopFlag
+    ) -> Iterator[pa.RecordBatch]:
+        """The batches of ``result``; the stop's cause (timeout, shutdown) is raised in their
+        place once it is set, and the query is finished however the iteration ends."""
+        if isinstance(result, Direct):
+            query: RunningQuery | None = result.query
+            batches: Iterator[pa.RecordBatch] = iter(result.query.reader)
+        else:
+            query, batches = None, result
+        try:
+            while True:
+                if stop.cause is not None:
+                    raise stop.cause
+                try:
+                    batch = next(batches, None)
+                except Exception as e:
+                    if stop.cause is not None:
+                        raise stop.cause from e
+                    raise
+                if batch is None:
+                    return
+                yield batch
+        finally:
+            self._running.finish(query_id, stop)
+            if query is not None:
+                query.close()
+            else:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
 
     # --- RPCs: each maps domain errors to gRPC statuses around its implementation -----------
 
@@ -364,7 +417,7 @@ class FlightSqlServer(flight.FlightServerBase):
         return statement
 
     def _result_schema(
-        self, plan: Plan, statement: Statement, call: str, context: CallContext
+        self, plan: Plan, statement: Statement, call: str, context: CallContext | None
     ) -> pa.Schema:
         """The result schema, learnt by a query that a cancel or the timeout may stop."""
         query_id = statement.query_id or os.urandom(12)

@@ -18,6 +18,8 @@ from botocore.parsers import ResponseParserFactory
 from sync.settings import SourceSettings
 
 RAW_OUTPUT_SHAPES = frozenset({"ScanOutput", "GetRecordsOutput"})
+# botocore's credential providers (their METHOD) each dynamodb_aws_iam_role_source allows.
+ROLE_SOURCE_PROVIDERS = {"env": {"env"}, "metadata": {"container-role", "iam-role"}}
 
 
 class _RawBodyParser:
@@ -67,6 +69,11 @@ def make_clients(settings: SourceSettings) -> DynamoDBClients:
         }
         if settings.session_token:
             credentials["aws_session_token"] = settings.session_token
+    if settings.auth == "iam_role" and settings.iam_role_source != "auto":
+        # boto3's chain restricted to the providers dynamodb_aws_iam_role_source names.
+        resolver = core.get_component("credential_provider")
+        keep = ROLE_SOURCE_PROVIDERS[settings.iam_role_source]
+        resolver.providers = [p for p in resolver.providers if p.METHOD in keep]
     session = boto3.Session(botocore_session=core, region_name=settings.region, **credentials)
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},

@@ -7,6 +7,7 @@ from botocore.exceptions import (
     ClientError,
     ConnectionError,
     HTTPClientError,
+    NoCredentialsError,
     ReadTimeoutError,
 )
 
@@ -60,6 +61,14 @@ def classify(error: Exception, context: str) -> SyncError:
         return PermanentError(text)
     if isinstance(error, ReadTimeoutError):
         return RequestTimedOut(f"{context}: {error}")
+    if isinstance(error, NoCredentialsError):
+        return PermanentError(
+            f"{context}: no AWS credentials found. Fix: with dynamodb_aws_auth: iam_role, give "
+            "the runtime a role (instance or container metadata) or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, as dynamodb_aws_iam_role_source allows (auto: boto3's whole "
+            "chain, metadata, env); or set dynamodb_aws_auth: key with "
+            "dynamodb_aws_access_key_id and dynamodb_aws_secret_access_key"
+        )
     if isinstance(error, ConnectionError | HTTPClientError):
         return TransientError(f"{context}: {error}")
     if isinstance(error, BotoCoreError):

@@ -123,7 +123,8 @@ def test_env_substitution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         ({"lag_exceeds": 1}, "lag_exceeds: unknown key"),
         (
             {"params__lag_exceeds_shard_retention_behavior": "panic"},
-            "lag_exceeds_shard_retention_behavior: expected one of error, ready_before_load",
+            "lag_exceeds_shard_retention_behavior: expected one of error, restart, "
+            "ready_before_load, ready_after_load",
         ),
     ],
 )

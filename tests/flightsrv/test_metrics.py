@@ -436,7 +436,7 @@ def test_spicepod_metrics_and_otel_exporter_parse(
         ),
         (pod(metrics="lag_ms"), "dataset 'orders': metrics: expected a list"),
         (pod(metrics=["lag_ms"]), "dataset 'orders': metrics[0]: expected a mapping"),
-        (pod(runtime={"results_cache": {}}), "runtime: results_cache: unknown key"),
+        (pod(runtime={"results_caches": {}}), "runtime: results_caches: unknown key (did you"),
         (pod(runtime={"telemetry": {"otel": {}}}), "runtime.telemetry: otel: unknown key"),
         (
             pod(runtime={"telemetry": {"otel_exporter": {"endpoint": "localhost:4317"}}}),

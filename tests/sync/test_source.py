@@ -380,3 +380,19 @@ def test_a_source_error_puts_the_dataset_in_error_with_its_message(
     assert sync.status().error == "the change log is gone"
     with pytest.raises(DatasetNotQueryable, match="the change log is gone"):
         sync.check_queryable()
+
+
+def test_a_declared_primary_key_other_than_the_table_key_is_an_error_naming_both(
+    tmp_path: Path, running: list[DatasetSync]
+) -> None:
+    settings = replace(list_settings(tmp_path), primary_key=("id",))
+    source = ListSource(rows((Op.UPSERT, "a", 1)))
+    sync = DatasetSync(settings, open_accelerator(settings.acceleration), source=source)
+    running.append(sync)
+    sync.start()
+    wait_for(lambda: sync.status().state is State.ERROR, what="error")
+    assert sync.status().error == (
+        "acceleration.primary_key (id) is not the key of table items (pk): a mirror is keyed "
+        "as its table is; write primary_key: (pk) or remove it"
+    )
+    assert source.loads == 0  # refused before anything is read
