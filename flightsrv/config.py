@@ -32,7 +32,7 @@ from sync.accelerators import engine_names, engine_spec
 from sync.accelerators.spec import Connection, EngineSpec, ParamError
 from sync.dynamodb.golayout import compile_layout
 from sync.pipeline import STAGING_SUFFIX
-from sync.schema import ColumnType, DeclaredColumn, parse_type
+from sync.schema import ColumnType, DeclaredColumn, Index, parse_type
 from sync.settings import (
     AccelerationSettings,
     DatasetSettings,
@@ -74,6 +74,7 @@ DATASET_KEYS = {
 }
 COLUMN_KEYS = {"name", "type", "description", "metadata"}
 ACCELERATION_KEYS = {
+    "indexes",
     "primary_key",
     "on_conflict",
     "enabled",
@@ -534,6 +535,7 @@ def _dataset(raw: Any, where: str, base: Path, inapplicable: InapplicableKeys) -
         ),
         acceleration=_acceleration(raw.get("acceleration"), name, where, base, inapplicable),
         primary_key=_primary_key(_mapping(raw.get("acceleration"), where), where),
+        indexes=_indexes(_mapping(raw.get("acceleration"), where), where),
         snapshots=_snapshot_policy(
             _mapping(raw.get("acceleration"), where), f"{where}: acceleration"
         ),
@@ -598,6 +600,21 @@ def _primary_key(acc: Mapping[str, Any], where: str) -> tuple[str, ...] | None:
                 f"({', '.join(key or ('the table key',))})"
             )
     return key
+
+
+def _indexes(acc: Mapping[str, Any], where: str) -> tuple[Index, ...]:
+    """``acceleration.indexes``: ``{column: enabled | unique, "(a, b)": enabled}``."""
+    where = f"{where}: acceleration.indexes"
+    declared = _mapping(acc.get("indexes"), where)
+    indexes = []
+    for columns, kind in declared.items():
+        named = _key_columns(columns)
+        if named is None:
+            raise ConfigError(f"{where}: {columns!r}: expected a column or (a, b), as Spice writes")
+        if kind not in ("enabled", "unique"):
+            raise ConfigError(f"{where}.{columns}: expected enabled or unique, got {kind!r}")
+        indexes.append(Index(named, unique=kind == "unique"))
+    return tuple(indexes)
 
 
 def _retention_behavior(get: _Getter) -> RetentionBehavior:

@@ -169,6 +169,7 @@ class DatasetSync:
                 f"{table.name} ({', '.join(table.key)}): a mirror is keyed as its table is; "
                 f"write primary_key: ({', '.join(table.key)}) or remove it"
             )
+        self.accelerator.declare_indexes(self.settings.name, self.settings.indexes)
         changes = self.source.changes(table, self._stop, self._log_dir())
         try:
             checkpoint = self.accelerator.load_checkpoint(self.settings.name)

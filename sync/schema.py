@@ -146,6 +146,15 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Index:
+    """A secondary index a dataset declares (``acceleration.indexes``): its columns, in order,
+    and whether it is unique."""
+
+    columns: tuple[str, ...]
+    unique: bool = False
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """A mirrored table: its SQL name, columns (key columns first) and DynamoDB key."""
 

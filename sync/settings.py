@@ -14,7 +14,7 @@ from typing import Literal
 
 from sync.accelerators import engine_spec
 from sync.accelerators.spec import Mode
-from sync.schema import DeclaredColumn
+from sync.schema import DeclaredColumn, Index
 
 RetentionBehavior = Literal["error", "ready_before_load", "ready_after_load"]
 InitialLoad = Literal["scan", "export", "auto"]
@@ -174,6 +174,8 @@ class DatasetSettings:
     schema_infer_max_records: int = 10
     # ``acceleration.primary_key`` as the pod declares it: must be the table's key (a set).
     primary_key: tuple[str, ...] | None = None
+    # ``acceleration.indexes``: secondary indexes the engine keeps on the mirrored table.
+    indexes: tuple[Index, ...] = ()
     # How the table is first loaded (issue 15): a parallel Scan, an S3 export (``export`` set),
     # or an export falling back to Scan; ``initial_snapshot`` is Spice's
     # dynamodb_replication_initial_snapshot (disabled: the stream only, no initial load).

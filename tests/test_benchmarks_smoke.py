@@ -66,3 +66,16 @@ def test_the_export_replay_benchmark_runs_at_a_tiny_size() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| sqlite |" in result.stdout and "| 4,000 |" in result.stdout
+
+
+def test_the_indexes_benchmark_runs_at_a_tiny_size() -> None:
+    tiny = ["--rows", "3000", "--lookups", "3", "--no-write"]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.indexes", *tiny],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| postgres |" in result.stdout and "| sqlite |" in result.stdout

@@ -9,7 +9,7 @@ from typing import Protocol
 from sync.accelerators import engine_spec
 from sync.accelerators.query import QueryHandle
 from sync.changes import ChangeBatch, Checkpoint
-from sync.schema import TableSpec, TypeSupport
+from sync.schema import Index, TableSpec, TypeSupport
 from sync.settings import AccelerationSettings
 
 CHECKPOINT_TABLE = "_dynamirror_checkpoints"
@@ -47,6 +47,11 @@ class Accelerator(Protocol):
 
     def load_checkpoint(self, dataset: str) -> Checkpoint | None:
         """The checkpoint last committed for ``dataset``."""
+        ...
+
+    def declare_indexes(self, table: str, indexes: tuple[Index, ...]) -> None:
+        """Keep these secondary indexes on ``table`` (``acceleration.indexes``), through
+        loads swapped in and schema changes; an engine without them says so once."""
         ...
 
     def row_count(self, table: str) -> int: ...

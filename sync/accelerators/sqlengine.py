@@ -10,6 +10,7 @@ table replaces the served one, the checkpoint SQL) has a default an engine may o
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ import pyarrow as pa
 from sync.accelerators import sql
 from sync.accelerators.spec import EngineSpec
 from sync.changes import ChangeBatch, Checkpoint
-from sync.schema import SchemaDiff, SqlType, TableSpec, diff
+from sync.schema import Index, SchemaChangeError, SchemaDiff, SqlType, TableSpec, diff
 
 
 class Cursor(Protocol):
@@ -69,6 +70,7 @@ class SqlAccelerator(ABC, Generic[C]):
         # Tables as committed, so a batch compares specs instead of asking the engine; only the
         # writer changes tables.
         self._specs: dict[str, TableSpec] = {}
+        self._indexes: dict[str, tuple[Index, ...]] = {}  # declared, by table
         self._lock = threading.Lock()  # guards _closed (and engine state kept with it)
         self._closed = False
 
@@ -157,12 +159,14 @@ class SqlAccelerator(ABC, Generic[C]):
         with self._transaction() as cur:
             self._evolve(cur, staging)
             self._replace(cur, staging.name, name)
+            self._create_indexes(cur, replace(staging, name=name))
             self._store_checkpoint(cur, dataset, checkpoint)
         self._specs.pop(staging.name, None)
         self._specs[name] = replace(staging, name=name)
 
     def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
         rows = self._rows(spec, batch)
+        self._unindex_widened(spec)
         with self._transaction() as cur:
             self._evolve(cur, spec)
             if rows.num_rows:
@@ -170,6 +174,16 @@ class SqlAccelerator(ABC, Generic[C]):
             if batch.checkpoint is not None:
                 self._store_checkpoint(cur, dataset, batch.checkpoint)
         self._specs[spec.name] = spec
+
+    def declare_indexes(self, table: str, indexes: tuple[Index, ...]) -> None:
+        """Keep ``indexes`` on ``table``: made now if the table exists, and whenever it is
+        created, swapped in or altered from now on; an index whose columns the table does
+        not have yet waits for them."""
+        self._indexes[table] = indexes
+        with self._transaction() as cur:
+            spec = self._introspect(cur, table)
+            if spec is not None:
+                self._create_indexes(cur, spec)
 
     def load_checkpoint(self, dataset: str) -> Checkpoint | None:
         with self._reading() as cur:
@@ -201,6 +215,53 @@ class SqlAccelerator(ABC, Generic[C]):
     def _create(self, cur: C, spec: TableSpec) -> None:
         cur.execute(sql.create_table_sql(spec, self._type_name))
         self._created(cur, spec)
+        self._create_indexes(cur, spec)
+
+    def _create_indexes(self, cur: C, spec: TableSpec) -> None:
+        """The declared indexes of ``spec``'s table whose columns it has, if missing."""
+        table = sql.quote(spec.name)
+        for index in self._indexes.get(spec.name, ()):
+            if all(spec.column(c) is not None for c in index.columns):
+                columns = ", ".join(sql.quote(c) for c in index.columns)
+                cur.execute(
+                    f"CREATE {'UNIQUE ' if index.unique else ''}INDEX IF NOT EXISTS "
+                    f"{sql.quote(self._index_name(spec.name, index))} ON {table} ({columns})"
+                )
+
+    def _drop_indexes(self, cur: C, table: str, columns: set[str]) -> None:
+        """Drop the declared indexes of ``table`` on any of ``columns`` (before their type
+        changes: an engine may refuse to change an indexed column)."""
+        for index in self._indexes.get(table, ()):
+            if columns & set(index.columns):
+                cur.execute(f"DROP INDEX IF EXISTS {sql.quote(self._index_name(table, index))}")
+
+    def _unindex_widened(self, spec: TableSpec) -> None:
+        """Drop the table's declared indexes, in a transaction of their own, when ``spec``
+        widens a column: DuckDB refuses to change a column's type while the table has
+        any index, even one dropped in the same transaction. The batch's transaction makes
+        them again; an index only speeds reads, so the moment without it changes no answer."""
+        indexed = {c for index in self._indexes.get(spec.name, ()) for c in index.columns}
+        current = self._specs.get(spec.name)
+        if not indexed or current == spec:
+            return
+        if current is None:
+            current = self.table_spec(spec.name)
+        try:
+            widened = diff(current, spec).widen
+        except SchemaChangeError:
+            return  # refused in the batch's own transaction, with nothing changed
+        if widened:
+            with self._transaction() as cur:
+                self._drop_indexes(cur, spec.name, indexed)
+
+    def _index_name(self, table: str, index: Index) -> str:
+        """``<table>_<columns>_idx``, shortened with a hash where the engine's names are."""
+        name = f"{table}_{'_'.join(index.columns)}_idx"
+        limit = self.engine_spec.max_identifier_bytes
+        if limit is not None and len(name.encode()) > limit:
+            digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+            name = f"{name.encode()[: limit - 12].decode(errors='ignore')}_{digest}"
+        return name
 
     def _evolve(self, cur: C, spec: TableSpec) -> None:
         """Make the table ``spec`` in the transaction of ``cur``: create it, or alter it."""
@@ -212,6 +273,7 @@ class SqlAccelerator(ABC, Generic[C]):
             self._create(cur, spec)
         elif not change.is_empty:
             self._alter(cur, change)
+            self._create_indexes(cur, spec)
 
     def _store_checkpoint(self, cur: C, dataset: str, checkpoint: Checkpoint) -> None:
         cur.execute(self.CHECKPOINT_DELETE, [dataset])

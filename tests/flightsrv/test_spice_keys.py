@@ -218,3 +218,22 @@ def test_engine_arrow_is_served_from_duckdb_in_memory(
     assert any("engine arrow is served from DuckDB in memory" in r.message for r in caplog.records)
     doc = pod(acceleration__engine="arrow", acceleration__mode="file")
     assert "acceleration.mode: expected one of memory" in error(tmp_path, doc)
+
+
+def test_indexes_as_spice_writes_them(tmp_path: Path) -> None:
+    doc = pod()
+    doc["datasets"][0]["acceleration"]["indexes"] = {
+        "status": "enabled",
+        "(customer_id, created_at)": "enabled",
+        "email": "unique",
+    }
+    (ds,) = parse(tmp_path, doc).datasets
+    assert [(i.columns, i.unique) for i in ds.indexes] == [
+        (("status",), False),
+        (("customer_id", "created_at"), False),
+        (("email",), True),
+    ]
+    doc["datasets"][0]["acceleration"]["indexes"] = {"status": "fulltext"}
+    assert "acceleration.indexes.status: expected enabled or unique, got 'fulltext'" in error(
+        tmp_path, doc
+    )

@@ -36,7 +36,7 @@ from sync.accelerators.postgres_spec import spicepod_connection
 from sync.accelerators.query import QueryError
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op, ShardPosition
 from sync.pipeline import STAGING_SUFFIX
-from sync.schema import Column, ColumnType, SchemaChangeError, TableSpec
+from sync.schema import Column, ColumnType, Index, SchemaChangeError, TableSpec
 from sync.settings import AccelerationSettings
 
 ENGINES = [
@@ -846,3 +846,81 @@ def test_sqlglot_writes_postgres_parameters_as_percent_s() -> None:
     assert sqlglot.transpile(sql_text, read="duckdb", write="postgres") == [
         "SELECT * FROM t WHERE a = %s AND b LIKE 'x%'"
     ]
+
+
+# -- secondary indexes (acceleration.indexes) -----------------------------------------------
+
+SQL_ENGINES = [e for e in ENGINES if not e.startswith("cayenne")]
+
+
+def index_names(accelerator: Accelerator, table: str) -> set[str]:
+    """The secondary indexes the engine's own catalog lists on ``table``."""
+    catalog = {
+        "duckdb": f"SELECT index_name FROM duckdb_indexes() WHERE table_name = '{table}'",
+        "sqlite": f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}' "
+        "AND sql IS NOT NULL",
+        "postgres": f"SELECT indexname FROM pg_indexes WHERE tablename = '{table}' "
+        "AND indexname NOT LIKE '%pkey'",
+    }[accelerator.engine]
+    with accelerator._reading() as cur:  # type: ignore[attr-defined]  # noqa: SLF001
+        return {str(row[0]) for row in cur.execute(catalog).fetchall()}
+
+
+@pytest.mark.parametrize("engine", SQL_ENGINES, indirect=True)
+def test_declared_indexes_are_kept_through_loads_new_columns_and_widening(
+    engine: Engine,
+) -> None:
+    accelerator = engine.open()
+    name = engine.name()
+    spec = make_spec(name)
+    by_s, by_n_tag, by_mail = Index(("s",)), Index(("n", "tag")), Index(("mail",), unique=True)
+    accelerator.declare_indexes(name, (by_s, by_n_tag, by_mail))
+    bootstrap(
+        accelerator, spec, [[upsert(f"k{i}", n=i, s=f"v{i}") for i in range(4)]], checkpoint("1")
+    )
+    assert index_names(accelerator, name) == {f"{name}_s_idx"}  # tag and mail are not columns yet
+    assert index_names(accelerator, f"{name}{STAGING_SUFFIX}") == set()
+
+    # A batch bringing the columns brings the indexes waiting for them.
+    grown = spec.with_columns(
+        [Column("tag", ColumnType.VARCHAR), Column("mail", ColumnType.VARCHAR)]
+    )
+    accelerator.apply(
+        name, grown, batch(grown, [upsert("k9", n=9, tag="t", mail="a@b")], checkpoint("2"))
+    )
+    every = {f"{name}_s_idx", f"{name}_n_tag_idx", f"{name}_mail_idx"}
+    assert index_names(accelerator, name) == every
+
+    # Columns widened, one indexed and one not (DuckDB refuses to change a column's type
+    # while its table has an index).
+    wider = grown.with_columns([Column("n", ColumnType.DOUBLE), Column("x", ColumnType.VARCHAR)])
+    accelerator.apply(name, wider, batch(wider, [upsert("k8", n=8.5, mail="c@d")], checkpoint("3")))
+    assert index_names(accelerator, name) == every
+    assert values_of(accelerator, name, "n")["k8"] == 8.5
+
+    # A unique index refuses a duplicate; the batch changes nothing.
+    with pytest.raises(ENGINE_ERRORS):
+        accelerator.apply(name, wider, batch(wider, [upsert("k7", mail="a@b")], checkpoint("4")))
+    assert "k7" not in rows_of(accelerator, name)
+
+    # A load swapped in again has them all, and a second accelerator declaring them again
+    # (a restart) finds nothing to do.
+    bootstrap(
+        accelerator, wider, [[upsert("j0", n=1.0, s="x", tag="t", mail="m")]], checkpoint("5")
+    )
+    assert index_names(accelerator, name) == every
+    assert set(rows_of(accelerator, name)) == {"j0"}
+    accelerator.declare_indexes(name, (by_s, by_n_tag, by_mail))
+    assert index_names(accelerator, name) == every
+    # Lookups by an indexed column answer as without the index.
+    found = query(accelerator, f'SELECT pk FROM "{name}" WHERE s = ?', ("x",))
+    assert found.to_pylist() == [{"pk": "j0"}]
+
+
+def test_cayenne_says_it_builds_no_secondary_index(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = AccelerationSettings("cayenne", "file", tmp_path / "c")
+    with open_accelerator(settings) as accelerator:
+        accelerator.declare_indexes("t", (Index(("status",)),))
+    assert "acceleration.indexes (status) not built: Cayenne indexes the key" in caplog.text

@@ -39,7 +39,7 @@ from sync.accelerators.cayenne.resolved import ResolvedTables
 from sync.accelerators.cayenne.spec import SPEC, options
 from sync.accelerators.query import QueryError
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, Op
-from sync.schema import TableSpec, diff
+from sync.schema import Index, TableSpec, diff
 from sync.settings import AccelerationSettings
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,18 @@ class CayenneAccelerator:
     def row_count(self, table: str) -> int:
         reader = self.query_handle().execute(f"SELECT count(*) AS c FROM {sql.quote(table)}")
         return int(reader.read_all()["c"][0].as_py())
+
+    def declare_indexes(self, table: str, indexes: tuple[Index, ...]) -> None:
+        """Cayenne keeps one index, on the key, per file (point lookups by key read only the
+        files and rows holding it); secondary indexes are not built: said once."""
+        if indexes:
+            log.warning(
+                "cayenne: %s: acceleration.indexes %s not built: Cayenne indexes the key of "
+                "each file only; a lookup by another column reads the table resolved in memory "
+                "(cayenne_segment_cache_mb) or its files",
+                table,
+                ", ".join("(" + ", ".join(i.columns) + ")" for i in indexes),
+            )
 
     def query_handle(self) -> CayenneQueryHandle:
         return CayenneQueryHandle(
