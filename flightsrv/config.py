@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TOP_KEYS = {
+    "views",
     "version",
     "kind",
     "name",
@@ -165,6 +166,15 @@ class QueryLimits:
 
 
 @dataclass(frozen=True)
+class View:
+    """One entry of the top-level ``views:``: a name and the SQL it serves (see
+    :mod:`flightsrv.views`)."""
+
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     name: str
     datasets: tuple[DatasetSettings, ...]
@@ -176,6 +186,7 @@ class RuntimeConfig:
     tls: TlsSettings | None = None
     snapshots: SnapshotSettings | None = None  # the top-level snapshots block, when enabled
     query: QueryLimits = QueryLimits()
+    views: tuple[View, ...] = ()
 
 
 def load_config(path: Path) -> RuntimeConfig:
@@ -231,6 +242,7 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
     snapshots = _snapshots(document.get("snapshots"), f"{where}: snapshots", path.parent)
     for dataset in datasets:
         _check_snapshot_policy(dataset, snapshots, f"{where}: dataset {dataset.name!r}")
+    query = _query_limits(runtime.get("query"), f"{where}: runtime.query")
     return RuntimeConfig(
         str(document.get("name") or "spicepod"),
         tuple(datasets),
@@ -240,8 +252,35 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
         _api_keys(runtime.get("auth"), f"{where}: runtime.auth"),
         _tls(runtime.get("tls"), f"{where}: runtime.tls", path.parent),
         snapshots,
-        _query_limits(runtime.get("query"), f"{where}: runtime.query"),
+        query,
+        _views(document.get("views"), where, [d.name for d in datasets], query),
     )
+
+
+def _views(raw: Any, where: str, datasets: list[str], limits: QueryLimits) -> tuple[View, ...]:
+    """Top-level ``views:``: ``- name: …`` / ``sql: …``, each checked as a query is."""
+    from flightsrv.views import ViewError, check_views  # it needs this module's QueryLimits
+
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: views: expected a list of name and sql")
+    views = []
+    for index, entry in enumerate(raw):
+        place = f"{where}: views[{index}]"
+        entry = _mapping(entry, place)
+        _reject_unknown(entry, {"name", "sql", "description", "metadata"}, place)
+        name, sql_text = entry.get("name"), entry.get("sql")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f"{place}: name: expected an SQL identifier, got {name!r}")
+        if not isinstance(sql_text, str) or not sql_text.strip():
+            raise ConfigError(f"{where}: views: {name}: sql: expected a SELECT statement")
+        views.append(View(name, sql_text))
+    try:
+        check_views(views, datasets, limits)
+    except ViewError as e:
+        raise ConfigError(f"{where}: {e}") from e
+    return tuple(views)
 
 
 def _query_limits(raw: Any, where: str) -> QueryLimits:

@@ -16,6 +16,7 @@ from flightsrv.flightsql import FlightSqlServer
 from flightsrv.http import HttpServer
 from flightsrv.listeners import ListenerError, check_bindable
 from flightsrv.metrics import MetricsServer, QueryMetricsMiddleware, RuntimeMetrics
+from flightsrv.views import ViewCatalog
 from sync.fleet import DatasetFleet
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ class Runtime:
         # opened, a listener that cannot bind): no file, port or thread outlives the error.
         with ExitStack() as opened:
             self.fleet = opened.enter_context(DatasetFleet(config.datasets, config.snapshots))
-            self.catalog = opened.enter_context(DatasetCatalog(self.fleet.datasets))
+            self.catalog = opened.enter_context(
+                ViewCatalog(DatasetCatalog(self.fleet.datasets), config.views, config.query)
+            )
             self.metrics = RuntimeMetrics(self.fleet.datasets, config.metrics, config.otel)
             opened.callback(self.metrics.shutdown)
             keys = ApiKeys(config.api_keys) if config.api_keys else None

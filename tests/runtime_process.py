@@ -85,6 +85,7 @@ class RuntimeProcess:
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         api_key: str | None = None,
+        views: list[dict[str, Any]] | None = None,
     ) -> None:
         self.workdir = workdir
         self.config = workdir / "spicepod.yaml"
@@ -96,6 +97,8 @@ class RuntimeProcess:
         }
         if runtime is not None:
             document["runtime"] = runtime
+        if views is not None:
+            document["views"] = views
         self.config.write_text(yaml.safe_dump(document))
         self.args = list(args)
         self.env = env or {}

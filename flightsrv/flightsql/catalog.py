@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from sync.accelerators.query import QueryHandle
+
+if TYPE_CHECKING:
+    from flightsrv.flightsql.sqlcheck import CheckedQuery
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class TableInfo:
     schema: pa.Schema
     primary_key: tuple[str, ...]
     engine: str  # duckdb | sqlite | postgres
+    kind: str = "TABLE"  # TABLE, or VIEW for a view of the spicepod's views:
 
 
 class TableNotFound(Exception):
@@ -35,6 +39,14 @@ class DatasetNotReady(Exception):
 
 class CrossEngineQuery(Exception):
     """A query joined tables that live in different accelerator databases."""
+
+
+@runtime_checkable
+class ExpandsViews(Protocol):
+    """A catalog serving views: a checked query naming one becomes the query with the view's
+    SQL in its place (checked again), before its tables are looked up."""
+
+    def expand(self, checked: CheckedQuery) -> CheckedQuery: ...
 
 
 class Catalog(Protocol):

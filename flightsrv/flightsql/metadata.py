@@ -18,6 +18,7 @@ from flightsrv.flightsql.catalog import TableInfo
 from flightsrv.proto import FlightSql_pb2 as pb
 
 TABLE_TYPE = "TABLE"
+VIEW_TYPE = "VIEW"
 SERVER_NAME = "dynamirror"
 
 CATALOGS_SCHEMA = pa.schema([pa.field("catalog_name", pa.utf8(), nullable=False)])
@@ -154,15 +155,9 @@ def db_schemas(ns: Namespace, cmd: pb.CommandGetDbSchemas) -> pa.Table:
 def tables(ns: Namespace, served: Sequence[TableInfo], cmd: pb.CommandGetTables) -> pa.Table:
     """Served tables matching the filters, with their IPC-serialized schema if asked."""
     schema = TABLES_WITH_SCHEMA_SCHEMA if cmd.include_schema else TABLES_SCHEMA
-    wanted = (
-        _catalog_matches(ns, cmd.catalog if cmd.HasField("catalog") else None)
-        and _matches(
-            like(
-                cmd.db_schema_filter_pattern if cmd.HasField("db_schema_filter_pattern") else None
-            ),
-            ns.schema,
-        )
-        and (not cmd.table_types or TABLE_TYPE in cmd.table_types)
+    wanted = _catalog_matches(ns, cmd.catalog if cmd.HasField("catalog") else None) and _matches(
+        like(cmd.db_schema_filter_pattern if cmd.HasField("db_schema_filter_pattern") else None),
+        ns.schema,
     )
     name_pattern = like(
         cmd.table_name_filter_pattern if cmd.HasField("table_name_filter_pattern") else None
@@ -171,11 +166,13 @@ def tables(ns: Namespace, served: Sequence[TableInfo], cmd: pb.CommandGetTables)
     for info in sorted(served, key=lambda t: t.name) if wanted else ():
         if not _matches(name_pattern, info.name):
             continue
+        if cmd.table_types and info.kind not in cmd.table_types:
+            continue
         row: dict[str, object] = {
             "catalog_name": ns.catalog,
             "db_schema_name": ns.schema,
             "table_name": info.name,
-            "table_type": TABLE_TYPE,
+            "table_type": info.kind,
         }
         if cmd.include_schema:
             row["table_schema"] = described_schema(ns, info).serialize().to_pybytes()
@@ -204,7 +201,7 @@ def described_schema(ns: Namespace, info: TableInfo) -> pa.Schema:
 
 
 def table_types() -> pa.Table:
-    return pa.table({"table_type": [TABLE_TYPE]}, schema=TABLE_TYPES_SCHEMA)
+    return pa.table({"table_type": [TABLE_TYPE, VIEW_TYPE]}, schema=TABLE_TYPES_SCHEMA)
 
 
 def primary_keys(

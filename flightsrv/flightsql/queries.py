@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from flightsrv.config import QueryLimits
 from flightsrv.flightsql import sqlcheck
-from flightsrv.flightsql.catalog import Catalog, TableInfo
+from flightsrv.flightsql.catalog import Catalog, ExpandsViews, TableInfo
 from flightsrv.flightsql.errors import BadRequest
 from flightsrv.flightsql.lru import Lru
 from flightsrv.flightsql.metadata import Namespace
@@ -82,6 +82,8 @@ class QueryRunner:
         """Check ``sql``, find its engine, and check the statement is allowed there (raises the
         check's errors and the catalog's: not found, not ready)."""
         checked = sqlcheck.check(sql, self._ns.catalog, self._ns.schema, self._limits)
+        if isinstance(self._catalog, ExpandsViews):
+            checked = self._catalog.expand(checked)
         handle = self._catalog.handle_for(checked.tables)
         checked.require_safe_for(handle.dialect)
         return Plan(checked, handle)

@@ -84,7 +84,7 @@ def _one(conn: flightsql.Connection, sql: str = "SELECT 42 AS answer") -> list[t
 def test_bearer_key_over_tls(secured: Secured) -> None:
     with secured.connect(**{AUTHORIZATION: f"Bearer {KEY}"}) as conn:
         assert _one(conn) == [(42,)]
-        assert conn.adbc_get_table_types() == ["TABLE"]
+        assert conn.adbc_get_table_types() == ["TABLE", "VIEW"]
 
 
 def test_basic_credentials_get_a_bearer_token(secured: Secured) -> None:

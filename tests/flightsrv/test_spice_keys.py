@@ -237,3 +237,154 @@ def test_indexes_as_spice_writes_them(tmp_path: Path) -> None:
     assert "acceleration.indexes.status: expected enabled or unique, got 'fulltext'" in error(
         tmp_path, doc
     )
+
+
+@pytest.mark.parametrize(
+    "views, expected",
+    [
+        ([{"name": "v", "sql": "DELETE FROM orders"}], "views: v: sql: read-only server"),
+        ([{"name": "v", "sql": "SELECT * FROM customers"}], "views: v: sql: reads 'customers'"),
+        ([{"name": "v", "sql": "SELECT read_text('/etc/passwd')"}], "read_text() is not allowed"),
+        ([{"name": "v", "sql": "SELECT * FROM orders WHERE pk = ?"}], "takes no parameters"),
+        ([{"name": "orders", "sql": "SELECT 1"}], "views: orders: name: a dataset"),
+        ([{"name": "v", "sql": "SELECT * FROM w"}, {"name": "w", "sql": "SELECT 1"}], "'w'"),
+        ([{"name": "v"}], "views: v: sql: expected a SELECT statement"),
+        ([{"name": "bad name", "sql": "SELECT 1"}], "views[0]: name: expected an SQL identifier"),
+        ([{"name": "v", "sql": "SELECT 1", "query": "x"}], "views[0]: query: unknown key"),
+    ],
+)
+def test_a_view_that_cannot_be_served_is_refused_at_start(
+    tmp_path: Path, views: list[dict[str, Any]], expected: str
+) -> None:
+    doc = pod()
+    doc["views"] = views
+    assert expected in error(tmp_path, doc)
+
+
+def test_views_over_datasets_and_earlier_views(tmp_path: Path) -> None:
+    doc = pod()
+    doc["views"] = [
+        {"name": "paid", "sql": "SELECT pk, qty FROM orders WHERE status = 'paid'"},
+        {"name": "big_paid", "sql": "SELECT * FROM paid WHERE qty > 10", "description": "x"},
+    ]
+    views = parse(tmp_path, doc).views
+    assert [v.name for v in views] == ["paid", "big_paid"]
+
+
+SPICE_DOCS_POD = """
+version: v1
+kind: Spicepod
+name: dynamodb-streams
+secrets:
+  - from: env
+    name: env
+datasets:
+  - from: dynamodb:{table}
+    name: orders
+    description: orders mirrored from DynamoDB Streams
+    time_column: created_at
+    params:
+      dynamodb_aws_region: us-east-1
+      dynamodb_aws_auth: key
+      dynamodb_aws_access_key_id: ${{secrets:SPICE_TEST_KEY_ID}}
+      dynamodb_aws_secret_access_key: ${{secrets:SPICE_TEST_SECRET}}
+      endpoint_url: {endpoint}
+      {ready_lag}: 1s
+      {behavior}: {behavior_value}
+      dynamodb_replication_initial_snapshot: auto
+    acceleration:
+      enabled: true
+      engine: sqlite
+      mode: file
+      refresh_mode: changes
+      refresh_check_interval: 10s
+      primary_key: pk
+      on_conflict:
+        pk: upsert
+      indexes:
+        status: enabled
+        "(status, qty)": enabled
+      params:
+        sqlite_file: ./data/orders.sqlite
+    metrics:
+      - name: lag_ms
+      - name: records_consumed_total
+views:
+  - name: paid_orders
+    sql: SELECT pk, qty FROM orders WHERE status = 'paid'
+runtime:
+  results_cache:
+    enabled: true
+"""
+
+
+@pytest.mark.slow  # a runtime process against the emulator
+@pytest.mark.parametrize(
+    "ready_lag, behavior, behavior_value",
+    [
+        (
+            "dynamodb_replication_ready_lag",
+            "dynamodb_replication_invalid_checkpoint_behavior",
+            "restart",
+        ),
+        ("ready_lag", "lag_exceeds_shard_retention_behavior", "ready_before_load"),
+    ],
+    ids=["spice-2.2-names", "older-names"],
+)
+def test_a_pod_as_spice_docs_write_it_starts_and_serves(
+    tmp_path: Path, emulator: Any, ready_lag: str, behavior: str, behavior_value: str
+) -> None:
+    import json
+    import random
+    import sqlite3
+    import urllib.request
+
+    from tests.dynamo import create_table, random_item
+    from tests.runtime_process import RuntimeProcess
+
+    ddb = emulator.client()
+    table = f"spice_docs_{ready_lag[:5]}"
+    create_table(ddb, table)
+    rng = random.Random(1)
+    items = [random_item(rng, f"k{i}", 0) for i in range(40)]
+    for item in items:
+        ddb.put_item(TableName=table, Item=item)
+    runtime = RuntimeProcess(
+        tmp_path, [], env={"SPICE_TEST_KEY_ID": "id", "SPICE_TEST_SECRET": "secret"}
+    )
+    runtime.config.write_text(
+        SPICE_DOCS_POD.format(
+            table=table,
+            endpoint=emulator.url,
+            ready_lag=ready_lag,
+            behavior=behavior,
+            behavior_value=behavior_value,
+        )
+    )
+    runtime.start()
+    try:
+        runtime.wait_ready()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{runtime.http_port}/v1/sql",
+            data=b"SELECT count(*) AS n FROM paid_orders",
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            served = json.loads(response.read())
+        paid = sum(1 for i in items if i["status"]["S"] == "paid")
+        assert served == [{"n": paid}]
+        with sqlite3.connect(
+            f"file:{tmp_path / 'data' / 'orders.sqlite'}?mode=ro", uri=True
+        ) as con:
+            indexes = {
+                r[0]
+                for r in con.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+                )
+            }
+        assert indexes == {"orders_status_idx", "orders_status_qty_idx"}
+        log = runtime.log.read_text()
+        for key in ("time_column", "refresh_check_interval", "results_cache"):
+            assert log.count(f".{key}: not applicable here") == 1, key
+    finally:
+        runtime.kill()

@@ -45,6 +45,10 @@ def runtime(
             "auth": {"api-key": {"enabled": True, "keys": [KEY]}},
             "query": {"timeout": "10s", "max_statement_size": "1KiB"},
         },
+        views=[
+            {"name": "early", "sql": "SELECT pk, version FROM orders WHERE version < 3"},
+            {"name": "earliest", "sql": "SELECT pk FROM early WHERE version = 0"},
+        ],
         api_key=KEY,
     ).start()
     try:
@@ -215,3 +219,30 @@ def _count(runtime: RuntimeProcess) -> Any:
     status, _, body = post(runtime, "SELECT count(*) AS n FROM range(1500000)")
     assert status == 200
     return json.loads(body)[0]["n"]
+
+
+def test_views_are_served_as_read_only_tables(runtime: RuntimeProcess) -> None:
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    status, _, body = post(runtime, "SELECT * FROM early ORDER BY pk")
+    assert (status, json.loads(body)) == (200, EXPECTED)
+    status, _, body = post(runtime, "SELECT e.pk FROM earliest AS e JOIN orders USING (pk)")
+    assert (status, json.loads(body)) == (200, [{"pk": "k00"}])
+    assert post(runtime, "DELETE FROM early")[0] == 403
+    uri = f"grpc://127.0.0.1:{runtime.flight_port}"
+    with flightsql.connect(
+        uri, db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {KEY}"}
+    ) as conn:
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        tables = {
+            t["table_name"]: t["table_type"]
+            for catalog in objects
+            for schema in catalog["catalog_db_schemas"]
+            for t in schema["db_schema_tables"]
+        }
+        assert tables["early"] == "VIEW" and tables["orders"] == "TABLE"
+        schema = conn.adbc_get_table_schema("early")
+        assert schema.names == ["pk", "version"]
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) AS n FROM early")
+            assert cur.fetchall() == [(3,)]

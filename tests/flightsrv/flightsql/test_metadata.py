@@ -77,7 +77,7 @@ def test_get_table_schema_of_unknown_table(conn) -> None:
 
 
 def test_get_table_types(conn) -> None:
-    assert conn.adbc_get_table_types() == ["TABLE"]
+    assert conn.adbc_get_table_types() == ["TABLE", "VIEW"]
 
 
 def test_get_info_names_the_server(conn) -> None:
@@ -117,7 +117,10 @@ def test_catalogs_schemas_tables_commands(env: Env) -> None:
     assert with_schema.schema.equals(metadata.TABLES_WITH_SCHEMA_SCHEMA, check_metadata=True)
     served = pa.ipc.read_schema(pa.py_buffer(with_schema.column("table_schema")[0].as_py()))
     assert served.equals(ORDERS_SCHEMA)
-    assert _fetch(env, pb.CommandGetTableTypes()).to_pylist() == [{"table_type": "TABLE"}]
+    assert _fetch(env, pb.CommandGetTableTypes()).to_pylist() == [
+        {"table_type": "TABLE"},
+        {"table_type": "VIEW"},
+    ]
 
 
 def test_primary_keys_command(env: Env) -> None:
