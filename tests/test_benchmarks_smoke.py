@@ -29,53 +29,32 @@ def test_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
     assert "records/s" in result.stdout or "items/s" in result.stdout
 
 
-def test_the_cayenne_benchmark_runs_at_a_tiny_size() -> None:
-    tiny = ["--rows", "3000", "--batches", "2", "--changes", "200", "--lookups", "3"]
+# One-off benchmarks (each a section of RESULTS.md of its own): arguments for a tiny size,
+# and what their report must show.
+ONE_OFF = {
+    "cayenne": (
+        ["--rows", "3000", "--batches", "2", "--changes", "200", "--lookups", "3", "--no-write"],
+        ["point lookup p50 ms (compacted)", "point lookup p50 ms (ADBC)"],
+    ),
+    "resume": (["--scale", "0.02", "--segments", "2"], ["read again"]),
+    "export_replay": (
+        ["--items", "3000", "--runs", "1", "--rss-items", "2000", "4000", "--no-write"],
+        ["| sqlite |", "| 4,000 |"],
+    ),
+    "indexes": (["--rows", "3000", "--lookups", "3", "--no-write"], ["| postgres |", "| sqlite |"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_OFF))
+def test_each_one_off_benchmark_runs_at_a_tiny_size(name: str) -> None:
+    args, shown = ONE_OFF[name]
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cayenne", *tiny, "--no-write"],
+        [sys.executable, "-m", f"benchmarks.{name}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "point lookup p50 ms (compacted)" in result.stdout
-    assert "point lookup p50 ms (ADBC)" in result.stdout
-
-
-def test_the_resume_benchmark_runs_at_a_tiny_size() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.resume", "--scale", "0.02", "--segments", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "read again" in result.stdout
-
-
-def test_the_export_replay_benchmark_runs_at_a_tiny_size() -> None:
-    tiny = ["--items", "3000", "--runs", "1", "--rss-items", "2000", "4000", "--no-write"]
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.export_replay", *tiny],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "| sqlite |" in result.stdout and "| 4,000 |" in result.stdout
-
-
-def test_the_indexes_benchmark_runs_at_a_tiny_size() -> None:
-    tiny = ["--rows", "3000", "--lookups", "3", "--no-write"]
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.indexes", *tiny],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "| postgres |" in result.stdout and "| sqlite |" in result.stdout
+    for text in shown:
+        assert text in result.stdout, text

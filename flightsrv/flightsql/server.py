@@ -148,22 +148,30 @@ class FlightSqlServer(flight.FlightServerBase):
             if stop.cause is not None:
                 raise stop.cause from e
             raise
-        return schema, self._until_stopped(result, query_id, stop)
+        batches = _read_all(result.query) if isinstance(result, Direct) else result
+        return schema, self._until_stopped(batches, query_id, stop)
 
     def _until_stopped(
-        self, result: Direct | Iterator[pa.RecordBatch], query_id: bytes, stop: StopFlag
+        self,
+        batches: Iterator[pa.RecordBatch],
+        query_id: bytes,
+        stop: StopFlag,
+        listening: Callable[[], bool] | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """The batches of ``result``; the stop's cause (timeout, shutdown) is raised in their
-        place once it is set, and the query is finished however the iteration ends."""
-        if isinstance(result, Direct):
-            query: RunningQuery | None = result.query
-            batches: Iterator[pa.RecordBatch] = iter(result.query.reader)
-        else:
-            query, batches = None, result
+        """Batches until the end, a cancellation, the timeout, shutdown, or (``listening``
+        false) the client gone; the stop's cause is raised in place of the next batch. The
+        query is finished and ``batches`` closed (the engine cursor released) however it ends.
+
+        Each stop is checked before the next batch is asked of the engine, so a client that
+        went away frees its cursor without the engine computing another batch; one arriving
+        while the engine computes a batch interrupts it there.
+        """
         try:
             while True:
                 if stop.cause is not None:
                     raise stop.cause
+                if listening is not None and not listening():
+                    return  # nobody is listening: no status to send
                 try:
                     batch = next(batches, None)
                 except Exception as e:
@@ -175,12 +183,9 @@ class FlightSqlServer(flight.FlightServerBase):
                 yield batch
         finally:
             self._running.finish(query_id, stop)
-            if query is not None:
-                query.close()
-            else:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # release the engine cursor now, not when garbage collected
 
     # --- RPCs: each maps domain errors to gRPC statuses around its implementation -----------
 
@@ -442,35 +447,14 @@ class FlightSqlServer(flight.FlightServerBase):
         query_id: bytes,
         stop: StopFlag,
     ) -> Iterator[pa.RecordBatch]:
-        """Batches until the end, a cancellation, the timeout, the client leaving, or shutdown.
-
-        Each stop is checked before the next batch is asked of the engine, so a client that
-        went away frees its cursor without the engine computing another batch; one arriving
-        while the engine computes a batch interrupts it there. Errors raised mid-stream (later
-        parameter sets…) are mapped like others.
-        """
+        """The batches of a DoGet stream (see :meth:`_until_stopped`); errors raised mid-stream
+        (later parameter sets…) are mapped like others."""
         try:
-            while True:
-                if stop.cause is not None:
-                    raise stop.cause
-                if context.is_cancelled():
-                    return  # nobody is listening: no status to send
-                try:
-                    batch = next(batches, None)
-                except Exception as e:
-                    if stop.cause is not None:
-                        raise stop.cause from e
-                    raise
-                if batch is None:
-                    return
-                yield batch
+            yield from self._until_stopped(
+                batches, query_id, stop, lambda: not context.is_cancelled()
+            )
         except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
             raise client_error("DoGet stream", e) from None
-        finally:
-            self._running.finish(query_id, stop)
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()  # release the engine cursor now, not when garbage collected
 
     def _metadata(self, command: Message) -> tuple[pa.Schema, Callable[[], pa.Table]]:
         """The fixed schema of a metadata command and how to build its rows."""
@@ -583,3 +567,11 @@ def _pack(message: Message) -> bytes:
     wrapper = any_pb2.Any()
     wrapper.Pack(message)
     return wrapper.SerializeToString()
+
+
+def _read_all(query: RunningQuery) -> Iterator[pa.RecordBatch]:
+    """The batches of ``query``'s reader; closing this closes the query."""
+    try:
+        yield from query.reader
+    finally:
+        query.close()
