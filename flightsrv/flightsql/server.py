@@ -140,16 +140,29 @@ class FlightSqlServer(flight.FlightServerBase):
         plan = self._queries.plan(sql)
         schema = self._result_schema(plan, statement, call, None)
         query_id = os.urandom(12)
-        stop = self._running.start(query_id, call, sql)
+        stop, result = self._start(plan, statement, schema, query_id, call, None)
+        batches = _read_all(result.query) if isinstance(result, Direct) else result
+        return schema, self._until_stopped(batches, query_id, stop)
+
+    def _start(
+        self,
+        plan: Plan,
+        statement: Statement,
+        schema: pa.Schema,
+        query_id: bytes,
+        call: str,
+        context: CallContext | None,
+    ) -> tuple[StopFlag, Direct | Iterator[pa.RecordBatch]]:
+        """Register the query and start it; a failure to start finishes it again, raised as
+        the stop's cause (cancelled, timed out…) when one was set meanwhile."""
+        stop = self._running.start(query_id, call, statement.sql, context)
         try:
-            result = self._queries.run(plan, statement, schema, stop)
+            return stop, self._queries.run(plan, statement, schema, stop)
         except BaseException as e:
             self._running.finish(query_id, stop)
             if stop.cause is not None:
                 raise stop.cause from e
             raise
-        batches = _read_all(result.query) if isinstance(result, Direct) else result
-        return schema, self._until_stopped(batches, query_id, stop)
 
     def _until_stopped(
         self,
@@ -286,14 +299,7 @@ class FlightSqlServer(flight.FlightServerBase):
             plan = self._queries.plan(statement.sql)  # checked again: tickets are not trusted
             schema = statement.schema or self._result_schema(plan, statement, "DoGet", context)
             query_id = statement.query_id
-            stop = self._running.start(query_id, "DoGet", statement.sql, context)
-            try:
-                result = self._queries.run(plan, statement, schema, stop)
-            except BaseException as e:
-                self._running.finish(query_id, stop)
-                if stop.cause is not None:
-                    raise stop.cause from e
-                raise
+            stop, result = self._start(plan, statement, schema, query_id, "DoGet", context)
             # The stream outlives this handler; its call context may not be touched after.
             self._running.detach(query_id, stop)
             if isinstance(result, Direct):
