@@ -270,9 +270,7 @@ def _views(raw: Any, where: str, datasets: list[str], limits: QueryLimits) -> tu
         place = f"{where}: views[{index}]"
         entry = _mapping(entry, place)
         _reject_unknown(entry, {"name", "sql", "description", "metadata"}, place)
-        name, sql_text = entry.get("name"), entry.get("sql")
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ConfigError(f"{place}: name: expected an SQL identifier, got {name!r}")
+        name, sql_text = _served_name(entry.get("name"), place), entry.get("sql")
         if not isinstance(sql_text, str) or not sql_text.strip():
             raise ConfigError(f"{where}: views: {name}: sql: expected a SELECT statement")
         views.append(View(name, sql_text))
@@ -528,14 +526,39 @@ def _tls(raw: Any, where: str, base: Path) -> TlsSettings | None:
     return settings
 
 
+DEFAULT_SCHEMA = "public"  # the Flight SQL schema of names without one
+_NOT_IN_NAMES = re.compile(r'[\x00-\x1f\x7f"/\\]')
+
+
+def _served_name(name: Any, where: str) -> str:
+    """A dataset or view name as Spice allows it: ``orders``; a name SQL must quote
+    (``Order Items``, ``order-items``); or ``sales.orders``, table ``orders`` of schema
+    ``sales``. The name is also the engine table's and, by default, its file's name."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: name: expected a table name, got {name!r}")
+    bad = _NOT_IN_NAMES.search(name)
+    if bad:
+        raise ConfigError(
+            f"{where}: name: {name!r} holds {bad.group()!r}: names may not hold quotes, "
+            "slashes or control characters"
+        )
+    parts = name.split(".")
+    if len(parts) > 2 or any(p != p.strip() or not p for p in parts):
+        raise ConfigError(
+            f"{where}: name: {name!r} is not a table name: write 'table' or 'schema.table' "
+            "(one dot, no surrounding spaces)"
+        )
+    if len(parts) == 2 and parts[0].lower() == DEFAULT_SCHEMA:
+        raise ConfigError(
+            f"{where}: name: {name!r}: {DEFAULT_SCHEMA} is the default schema; write {parts[1]!r}"
+        )
+    return name
+
+
 def _dataset(raw: Any, where: str, base: Path, inapplicable: InapplicableKeys) -> DatasetSettings:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping with from, name and acceleration")
-    name = raw.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ConfigError(
-            f"{where}: name: expected an SQL identifier (letters, digits, _), got {name!r}"
-        )
+    name = _served_name(raw.get("name"), where)
     where = f"{where.split(':')[0]}: dataset {name!r}"
     raw = inapplicable.drop(raw, "dataset", where)
     _reject_unknown(raw, DATASET_KEYS, where, "dataset")

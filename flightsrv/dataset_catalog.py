@@ -65,8 +65,8 @@ class DatasetCatalog:
             except DatasetNotQueryable as e:
                 raise DatasetNotReady(str(e)) from e
         if len(datasets) > 1 and len({d.settings.acceleration.location for d in datasets}) > 1:
-            where = ", ".join(
-                f"{d.settings.name} ({d.settings.acceleration.location})" for d in datasets
+            where = ", ".join(  # engines only: a client never sees a server path
+                f"{d.settings.name} ({d.settings.acceleration.engine})" for d in datasets
             )
             raise CrossEngineQuery(
                 f"the query joins tables held in different accelerator databases: {where}; "

@@ -17,7 +17,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from flightsrv.config import QueryLimits, View
+from flightsrv.config import DEFAULT_SCHEMA, QueryLimits, View
 from flightsrv.flightsql import sqlcheck
 from flightsrv.flightsql.catalog import (
     Catalog,
@@ -31,7 +31,7 @@ from sync.accelerators.query import QueryError, QueryHandle
 
 MAX_DEPTH = 16  # views reading views, at most this deep
 CATALOG_NAME = "dynamirror"  # as the Flight SQL server names its catalog and schema
-SCHEMA_NAME = "public"
+SCHEMA_NAME = DEFAULT_SCHEMA
 
 
 class ViewError(ValueError):

@@ -110,10 +110,20 @@ XDBC_TYPE_INFO_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class Namespace:
-    """Where served tables live: one catalog holding one schema."""
+    """Where served tables live: one catalog; its default schema holds the bare names, and a
+    dataset named ``sales.orders`` is table ``orders`` of schema ``sales``."""
 
     catalog: str
     schema: str
+
+    def place(self, name: str) -> tuple[str, str]:
+        """The schema and table a served name is listed under."""
+        schema, dot, table = name.partition(".")
+        return (schema, table) if dot else (self.schema, name)
+
+    def schemas(self, served: Sequence[TableInfo]) -> list[str]:
+        """The default schema and every schema a served name places a table in, sorted."""
+        return sorted({self.schema} | {self.place(info.name)[0] for info in served})
 
 
 def like(pattern: str | None) -> re.Pattern[str] | None:
@@ -142,36 +152,39 @@ def catalogs(ns: Namespace) -> pa.Table:
     return pa.table({"catalog_name": [ns.catalog]}, schema=CATALOGS_SCHEMA)
 
 
-def db_schemas(ns: Namespace, cmd: pb.CommandGetDbSchemas) -> pa.Table:
+def db_schemas(ns: Namespace, served: Sequence[TableInfo], cmd: pb.CommandGetDbSchemas) -> pa.Table:
     rows = []
-    if _catalog_matches(ns, cmd.catalog if cmd.HasField("catalog") else None) and _matches(
-        like(cmd.db_schema_filter_pattern if cmd.HasField("db_schema_filter_pattern") else None),
-        ns.schema,
-    ):
-        rows.append({"catalog_name": ns.catalog, "db_schema_name": ns.schema})
+    if _catalog_matches(ns, cmd.catalog if cmd.HasField("catalog") else None):
+        pattern = like(
+            cmd.db_schema_filter_pattern if cmd.HasField("db_schema_filter_pattern") else None
+        )
+        for schema in ns.schemas(served):
+            if _matches(pattern, schema):
+                rows.append({"catalog_name": ns.catalog, "db_schema_name": schema})
     return pa.Table.from_pylist(rows, schema=DB_SCHEMAS_SCHEMA)
 
 
 def tables(ns: Namespace, served: Sequence[TableInfo], cmd: pb.CommandGetTables) -> pa.Table:
     """Served tables matching the filters, with their IPC-serialized schema if asked."""
     schema = TABLES_WITH_SCHEMA_SCHEMA if cmd.include_schema else TABLES_SCHEMA
-    wanted = _catalog_matches(ns, cmd.catalog if cmd.HasField("catalog") else None) and _matches(
-        like(cmd.db_schema_filter_pattern if cmd.HasField("db_schema_filter_pattern") else None),
-        ns.schema,
+    wanted = _catalog_matches(ns, cmd.catalog if cmd.HasField("catalog") else None)
+    schema_pattern = like(
+        cmd.db_schema_filter_pattern if cmd.HasField("db_schema_filter_pattern") else None
     )
     name_pattern = like(
         cmd.table_name_filter_pattern if cmd.HasField("table_name_filter_pattern") else None
     )
     rows = []
-    for info in sorted(served, key=lambda t: t.name) if wanted else ():
-        if not _matches(name_pattern, info.name):
+    for info in sorted(served, key=lambda t: ns.place(t.name)) if wanted else ():
+        db_schema, table = ns.place(info.name)
+        if not _matches(schema_pattern, db_schema) or not _matches(name_pattern, table):
             continue
         if cmd.table_types and info.kind not in cmd.table_types:
             continue
         row: dict[str, object] = {
             "catalog_name": ns.catalog,
-            "db_schema_name": ns.schema,
-            "table_name": info.name,
+            "db_schema_name": db_schema,
+            "table_name": table,
             "table_type": info.kind,
         }
         if cmd.include_schema:
@@ -183,13 +196,14 @@ def tables(ns: Namespace, served: Sequence[TableInfo], cmd: pb.CommandGetTables)
 def described_schema(ns: Namespace, info: TableInfo) -> pa.Schema:
     """A table's schema with the Flight SQL column metadata (names, SQL type, read-only)."""
     fields = []
+    db_schema, table = ns.place(info.name)
     for field in info.schema:
         meta = dict(field.metadata or {})
         meta.update(
             {
                 b"ARROW:FLIGHT:SQL:CATALOG_NAME": ns.catalog.encode(),
-                b"ARROW:FLIGHT:SQL:DB_SCHEMA_NAME": ns.schema.encode(),
-                b"ARROW:FLIGHT:SQL:TABLE_NAME": info.name.encode(),
+                b"ARROW:FLIGHT:SQL:DB_SCHEMA_NAME": db_schema.encode(),
+                b"ARROW:FLIGHT:SQL:TABLE_NAME": table.encode(),
                 b"ARROW:FLIGHT:SQL:TYPE_NAME": sql_type_name(field.type).encode(),
                 b"ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT": b"0",
                 b"ARROW:FLIGHT:SQL:IS_READ_ONLY": b"1",
@@ -208,21 +222,20 @@ def primary_keys(
     ns: Namespace, served: Sequence[TableInfo], cmd: pb.CommandGetPrimaryKeys
 ) -> pa.Table:
     rows = []
-    in_namespace = _catalog_matches(ns, cmd.catalog if cmd.HasField("catalog") else None) and (
-        not cmd.HasField("db_schema") or cmd.db_schema == ns.schema
-    )
-    for info in served if in_namespace else ():
-        if info.name != cmd.table:
+    in_catalog = _catalog_matches(ns, cmd.catalog if cmd.HasField("catalog") else None)
+    for info in served if in_catalog else ():
+        db_schema, table = ns.place(info.name)
+        if table != cmd.table or (cmd.HasField("db_schema") and cmd.db_schema != db_schema):
             continue
         for sequence, column in enumerate(info.primary_key, start=1):
             rows.append(
                 {
                     "catalog_name": ns.catalog,
-                    "db_schema_name": ns.schema,
-                    "table_name": info.name,
+                    "db_schema_name": db_schema,
+                    "table_name": table,
                     "column_name": column,
                     "key_sequence": sequence,
-                    "key_name": f"{info.name}_pkey",
+                    "key_name": f"{table}_pkey",
                 }
             )
     return pa.Table.from_pylist(rows, schema=PRIMARY_KEYS_SCHEMA)

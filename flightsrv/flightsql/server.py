@@ -1,8 +1,9 @@
 """The Arrow Flight SQL server: read-only SQL over the catalog's accelerator databases.
 
-Clients write DuckDB SQL. Served tables live in one catalog (``dynamirror``) and one schema
-(``public``), have table type ``TABLE``, and may be named bare or qualified
-(``public.orders``, ``dynamirror.public.orders``).
+Clients write DuckDB SQL. Served tables live in one catalog (``dynamirror``). A dataset named
+``orders`` is in the default schema (``public``) and may be named bare or qualified
+(``public.orders``, ``dynamirror.public.orders``); one named ``sales.orders`` is table
+``orders`` of schema ``sales``. Datasets have table type ``TABLE``, views ``VIEW``.
 
 Every call is self-contained: prepared statement handles and tickets carry their SQL and
 parameters (see :mod:`flightsrv.flightsql.statements`), so the server keeps no per-client
@@ -469,7 +470,9 @@ class FlightSqlServer(flight.FlightServerBase):
             case pb.CommandGetCatalogs():
                 return metadata.CATALOGS_SCHEMA, lambda: metadata.catalogs(ns)
             case pb.CommandGetDbSchemas():
-                return metadata.DB_SCHEMAS_SCHEMA, lambda: metadata.db_schemas(ns, command)
+                return metadata.DB_SCHEMAS_SCHEMA, lambda: metadata.db_schemas(
+                    ns, self.catalog.tables(), command
+                )
             case pb.CommandGetTables():
                 schema = (
                     metadata.TABLES_WITH_SCHEMA_SCHEMA

@@ -100,7 +100,7 @@ class CheckedQuery:
     """One read-only statement, its served tables and its parameter count."""
 
     tree: exp.Expr  # qualifiers of served tables removed; placeholders numbered $1..$n
-    tables: tuple[str, ...]  # served table names as written (unqualified), first-seen order
+    tables: tuple[str, ...]  # served names (``orders``, ``sales.orders``), first-seen order
     param_count: int
     # A parameter may set a result column's type (``SELECT ?``): the engine types it from the
     # value bound, so the result schema can differ from one binding to the next.
@@ -428,13 +428,19 @@ def _number_placeholders(tokens: list[Token]) -> list[Token]:
 
 
 def _served_tables(tree: exp.Expr, catalog_name: str, schema_name: str) -> tuple[str, ...]:
-    """Names of the tables ``tree`` reads; strips ``schema.``/``catalog.schema.`` qualifiers.
+    """Names of the tables ``tree`` reads, as the catalog knows them: ``orders`` for a table of
+    the default schema (bare or qualified), ``sales.orders`` for one qualified with another.
 
-    A name is a CTE reference only where sqlglot's scopes say that CTE is visible, so a CTE
-    defined in one subquery cannot hide a table (or a file DuckDB would scan) elsewhere.
+    Qualifiers are removed from the tree: a table of another schema becomes the one quoted
+    identifier its engine table has (``"sales.orders" AS orders``, so ``orders.id`` still
+    names its columns). Unquoted parts fold to lower case, as PostgreSQL and Spice fold them.
+    Whether such a name is served is the catalog's to say: an unknown one never reaches an
+    engine. A name is a CTE reference only where sqlglot's scopes say that CTE is visible, so
+    a CTE defined in one subquery cannot hide a table (or a file DuckDB would scan) elsewhere.
     """
     cte_refs = _cte_references(tree)
     names: dict[str, str] = {}
+    schemas: set[str] = set()
     for table in list(tree.find_all(exp.Table)):
         if isinstance(table.this, exp.Func):
             name = _function_name(table.this)
@@ -446,22 +452,32 @@ def _served_tables(tree: exp.Expr, catalog_name: str, schema_name: str) -> tuple
         if id(table) in cte_refs:
             continue
         schema, catalog = table.db, table.catalog
-        if schema and (
-            schema.lower() != schema_name.lower()
-            or (catalog and catalog.lower() != catalog_name.lower())
-        ):
+        if catalog and catalog.lower() != catalog_name.lower():
             raise ReadOnlyViolation(
-                f"relation {'.'.join(p for p in (catalog, schema, table.name) if p)} is not "
-                f"allowed: queries read served tables only, in {catalog_name}.{schema_name}"
+                f"relation {catalog}.{schema}.{table.name} is not allowed: queries read served "
+                f"tables only, in catalog {catalog_name}"
             )
+        served = table.name
+        if schema and schema.lower() != schema_name.lower():
+            served = f"{_folded(table.args['db'])}.{_folded(table.this)}"
+            schemas.add(schema.lower())
+            if not table.alias:
+                table.set("alias", exp.TableAlias(this=table.this.copy()))
+            table.set("this", exp.to_identifier(served, quoted=True))
         table.set("db", None)
         table.set("catalog", None)
-        names.setdefault(table.name.lower(), table.name)
+        names.setdefault(served.lower(), served)
+    schemas.add(schema_name.lower())
     for column in tree.find_all(exp.Column):
-        if column.args.get("db") and column.db.lower() == schema_name.lower():
+        if column.args.get("db") and column.db.lower() in schemas:
             column.set("db", None)
             column.set("catalog", None)
     return tuple(names.values())
+
+
+def _folded(part: exp.Identifier) -> str:
+    """One part of a qualified name as SQL means it: as written when quoted, else lower case."""
+    return part.name if part.quoted else part.name.lower()
 
 
 def _cte_references(tree: exp.Expr) -> set[int]:

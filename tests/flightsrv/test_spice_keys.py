@@ -249,7 +249,7 @@ def test_indexes_as_spice_writes_them(tmp_path: Path) -> None:
         ([{"name": "orders", "sql": "SELECT 1"}], "views: orders: name: a dataset"),
         ([{"name": "v", "sql": "SELECT * FROM w"}, {"name": "w", "sql": "SELECT 1"}], "'w'"),
         ([{"name": "v"}], "views: v: sql: expected a SELECT statement"),
-        ([{"name": "bad name", "sql": "SELECT 1"}], "views[0]: name: expected an SQL identifier"),
+        ([{"name": "bad/name", "sql": "SELECT 1"}], "views[0]: name: 'bad/name' holds '/'"),
         ([{"name": "v", "sql": "SELECT 1", "query": "x"}], "views[0]: query: unknown key"),
     ],
 )
