@@ -132,11 +132,23 @@ class Runtime:
     """``python -m flightsrv run`` with a spicepod of ``datasets`` written to ``workdir``."""
 
     def __init__(
-        self, workdir: Path, datasets: list[dict[str, Any]], log_level: str = "INFO"
+        self,
+        workdir: Path,
+        datasets: list[dict[str, Any]],
+        log_level: str = "INFO",
+        runtime: dict[str, Any] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
-        spicepod = {"version": "v1", "kind": "Spicepod", "name": "bench", "datasets": datasets}
+        spicepod: dict[str, Any] = {
+            "version": "v1",
+            "kind": "Spicepod",
+            "name": "bench",
+            "datasets": datasets,
+        }
+        if runtime is not None:
+            spicepod["runtime"] = runtime
         config = workdir / "spicepod.yaml"
         config.write_text(yaml.safe_dump(spicepod))
         self.flight_port, self.http_port = free_port(), free_port()
@@ -159,6 +171,7 @@ class Runtime:
                     f"127.0.0.1:{free_port()}",
                     "--log-level",
                     log_level,
+                    *args,
                 ],
                 cwd=workdir,
                 stdout=log,

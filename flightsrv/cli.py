@@ -304,7 +304,12 @@ def _detail(dataset: dict[str, Any]) -> str:
         )
     if dataset["state"] == "error":
         return str(dataset.get("error") or "")
-    return ""
+    by, since = dataset.get("synced_by"), dataset.get("synced_since")
+    if by is None:
+        return ""
+    # On an engine several runtimes share: who syncs it, and since when.
+    role = "synced here" if dataset.get("role") == "syncing" else f"followed; synced by {by}"
+    return f"{role} since {time.strftime('%H:%M:%S', time.localtime(since))}" if since else role
 
 
 def _duration(seconds: float) -> str:

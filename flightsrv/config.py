@@ -31,6 +31,7 @@ from sync import settings as sync_settings
 from sync.accelerators import engine_names, engine_spec
 from sync.accelerators.spec import Connection, EngineSpec, ParamError
 from sync.dynamodb.golayout import compile_layout
+from sync.lease import DEFAULT_LEASE_TIMEOUT_S
 from sync.pipeline import STAGING_SUFFIX
 from sync.schema import ColumnType, DeclaredColumn, Index, parse_type
 from sync.settings import (
@@ -98,7 +99,8 @@ DATASET_METRICS = (
     "errors_transient_total",
     "reinitializations_on_lag_exceeds_shard_retention_total",
 )
-RUNTIME_KEYS = {"telemetry", "auth", "tls", "query"}
+MIN_LEASE_TIMEOUT_S = 1.0
+RUNTIME_KEYS = {"telemetry", "auth", "tls", "query", "lease_timeout"}
 QUERY_KEYS = {"timeout", "max_statement_size", "parse_timeout"}
 _SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB)?", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
@@ -187,6 +189,9 @@ class RuntimeConfig:
     snapshots: SnapshotSettings | None = None  # the top-level snapshots block, when enabled
     query: QueryLimits = QueryLimits()
     views: tuple[View, ...] = ()
+    # runtime.lease_timeout: with several runtimes on one PostgreSQL database, how soon after
+    # the runtime syncing a dataset dies another one syncs it (see sync.lease)
+    lease_timeout: timedelta = timedelta(seconds=DEFAULT_LEASE_TIMEOUT_S)
 
 
 def load_config(path: Path) -> RuntimeConfig:
@@ -243,6 +248,14 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
     for dataset in datasets:
         _check_snapshot_policy(dataset, snapshots, f"{where}: dataset {dataset.name!r}")
     query = _query_limits(runtime.get("query"), f"{where}: runtime.query")
+    lease_timeout = _Getter(runtime, f"{where}: runtime").positive_seconds(
+        "lease_timeout", DEFAULT_LEASE_TIMEOUT_S
+    )
+    if lease_timeout < MIN_LEASE_TIMEOUT_S:
+        raise ConfigError(
+            f"{where}: runtime.lease_timeout: at least {MIN_LEASE_TIMEOUT_S:g}s (it is renewed "
+            f"every fifth of it, over the network), got {lease_timeout:g}s"
+        )
     return RuntimeConfig(
         str(document.get("name") or "spicepod"),
         tuple(datasets),
@@ -254,6 +267,7 @@ def parse_config(document: Any, path: Path) -> RuntimeConfig:
         snapshots,
         query,
         _views(document.get("views"), where, [d.name for d in datasets], query),
+        timedelta(seconds=lease_timeout),
     )
 
 

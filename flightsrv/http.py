@@ -57,6 +57,17 @@ def dataset_json(dataset: DatasetSync) -> dict[str, Any]:
         "errors_transient": status.errors_transient,
         "last_checkpoint_at": status.last_checkpoint_at,
         "bootstrap": status.to_json()["bootstrap"],
+        **_sync_role(status),
+    }
+
+
+def _sync_role(status: DatasetStatus) -> dict[str, Any]:
+    """Who syncs the dataset: this runtime, or (on a shared engine) which other one."""
+    return {
+        "role": status.role,
+        "synced_by": status.synced_by,
+        "synced_since": status.synced_since,
+        "commits": status.commits,
     }
 
 
@@ -96,6 +107,7 @@ def status_json(status: DatasetStatus, rows: int | None) -> dict[str, Any]:
         "reinitializations": status.reinitializations,
         "bootstraps": status.bootstraps,
         "last_checkpoint_at": status.last_checkpoint_at,
+        **_sync_role(status),
     }
 
 

@@ -37,9 +37,10 @@ class Runtime:
     servers first (no new queries), then syncs (in-flight batches commit or roll back), then
     the metrics (a last OTLP push) and the engines.
 
-    ``config.tls`` serves Flight SQL over TLS (``grpc+tls``); ``config.api_keys`` requires a key
-    on Flight calls and on HTTP endpoints but ``/health`` and ``/v1/ready``; ``compression``
-    (``none``, ``zstd``, ``lz4``) compresses result messages.
+    With ``follow_only`` it syncs nothing and serves what another process syncs (a worker
+    of ``--workers``). ``config.tls`` serves Flight SQL over TLS (``grpc+tls``);
+    ``config.api_keys`` requires a key on Flight calls and on HTTP endpoints but ``/health``
+    and ``/v1/ready``; ``compression`` (``none``, ``zstd``, ``lz4``) compresses result messages.
 
     The datasets and their shared engines are a :class:`~sync.fleet.DatasetFleet`
     (:attr:`fleet`); the Flight SQL server reads them through a :class:`DatasetCatalog`.
@@ -53,7 +54,11 @@ class Runtime:
     """
 
     def __init__(
-        self, config: RuntimeConfig, endpoints: Endpoints, compression: str = "none"
+        self,
+        config: RuntimeConfig,
+        endpoints: Endpoints,
+        compression: str = "none",
+        follow_only: bool = False,
     ) -> None:
         self.config = config
         check_bindable(endpoints.flight, "--flight")
@@ -72,7 +77,14 @@ class Runtime:
         # Whatever is opened is closed again if a later step fails (an engine that cannot be
         # opened, a listener that cannot bind): no file, port or thread outlives the error.
         with ExitStack() as opened:
-            self.fleet = opened.enter_context(DatasetFleet(config.datasets, config.snapshots))
+            self.fleet = opened.enter_context(
+                DatasetFleet(
+                    config.datasets,
+                    None if follow_only else config.snapshots,
+                    lease_timeout_s=config.lease_timeout.total_seconds(),
+                    follow_only=follow_only,
+                )
+            )
             self.catalog = opened.enter_context(
                 ViewCatalog(DatasetCatalog(self.fleet.datasets), config.views, config.query)
             )

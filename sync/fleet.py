@@ -2,7 +2,9 @@
 
 Datasets with one location (engine and file, an engine in memory, or one PostgreSQL database)
 share a single accelerator, so queries can join them; each location's file is restored from
-the newest snapshot first when it is missing and its datasets may start from one.
+the newest snapshot first when it is missing and its datasets may start from one. A dataset on
+an engine other runtimes may share (:class:`sync.lease.SharedEngine`) gets a lease, always:
+two writers on one database are never right.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from sync.accelerators.base import Accelerator, open_accelerator
-from sync.pipeline import DatasetSync
+from sync.lease import DEFAULT_LEASE_TIMEOUT_S, SharedEngine
+from sync.pipeline import STAGING_SUFFIX, DatasetSync
 from sync.settings import DatasetSettings
 from sync.snapshots import (
     SnapshotSettings,
@@ -35,6 +38,9 @@ class DatasetFleet:
     Args:
         datasets: every dataset's settings, in the order they are served.
         snapshots: where snapshots are kept, when the process has a ``snapshots`` block.
+        lease_timeout_s: on a shared engine, how soon another runtime syncs a dataset after
+            the one syncing it dies.
+        follow_only: sync nothing; serve what another process of this machine syncs.
 
     Raises:
         SnapshotRestoreError: a snapshot could not be restored and ``on_failure`` is ``retry``.
@@ -43,8 +49,15 @@ class DatasetFleet:
     """
 
     def __init__(
-        self, datasets: Sequence[DatasetSettings], snapshots: SnapshotSettings | None = None
+        self,
+        datasets: Sequence[DatasetSettings],
+        snapshots: SnapshotSettings | None = None,
+        *,
+        lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
+        follow_only: bool = False,
     ) -> None:
+        self._lease_timeout_s = lease_timeout_s
+        self._follow_only = follow_only
         self._accelerators: dict[str, Accelerator] = {}
         self._snapshotters: dict[str, Snapshotter] = {}
         self.datasets: list[DatasetSync] = []
@@ -86,7 +99,21 @@ class DatasetFleet:
                 snapshotter = self._snapshotters.setdefault(
                     location, Snapshotter(accelerator, settings.acceleration.file, store)
                 )
-            self.datasets.append(DatasetSync(settings, accelerator, snapshotter))
+            lease = None
+            if isinstance(accelerator, SharedEngine) and not self._follow_only:
+                name = settings.name
+                lease = accelerator.lease(
+                    name, (name, f"{name}{STAGING_SUFFIX}"), self._lease_timeout_s
+                )
+            self.datasets.append(
+                DatasetSync(
+                    settings,
+                    accelerator,
+                    None if self._follow_only else snapshotter,
+                    lease=lease,
+                    follow_only=self._follow_only,
+                )
+            )
 
     def start(self) -> None:
         """Start every dataset's sync on its own thread."""

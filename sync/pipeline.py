@@ -3,6 +3,11 @@
 Runs on its own thread. Readiness is computed here: bootstrap done, the changes made during
 the load applied, and lag below ``ready_lag``. What is read, and how, is the ``Source``'s
 (:mod:`sync.source`); this module commits what it hands over.
+
+On an engine several runtimes share, the dataset is synced only while this runtime holds its
+lease (:mod:`sync.lease`); otherwise it follows: it reads neither table nor stream, and its
+table definition and lag come from what the holder committed (the checkpoint's watermark), so
+Ready means the same on every runtime.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sync.accelerators.base import Accelerator
 from sync.bootstrap import apply_load
 from sync.changes import OP_COLUMN, ChangeBatch, Checkpoint, ShardPosition
 from sync.errors import PermanentError, RetentionExceeded, SyncError
+from sync.lease import DatasetLease, Holder, LeaseLost
 from sync.retry import Backoff, Stopped, retrying
 from sync.schema import TableSpec
 from sync.settings import DatasetSettings
@@ -36,6 +42,10 @@ log = logging.getLogger(__name__)
 STAGING_SUFFIX = "__bootstrap"
 UNCONFIRMED_POLL_S = 0.2
 CHECKPOINT_KEEPALIVE_S = 60.0
+# A leased dataset's followers see its lag through the checkpoint: an idle holder commits its
+# watermark this often (a share of ready_lag), and followers read it as often.
+SHARED_WATERMARK_SHARE = 0.25
+TAKEOVER_POLL_SHARE = 0.1  # of lease_timeout: how often a follower tries to take the lease
 PROGRESS_LOG_S = 5.0
 
 
@@ -47,7 +57,8 @@ class DatasetSync:
     """Keeps one accelerator table equal to one source table.
 
     ``source`` defaults to the DynamoDB table of ``settings`` (see :func:`sync.sources.
-    open_source`).
+    open_source`). With ``lease`` it syncs only while holding it and follows otherwise; with
+    ``follow_only`` it always follows (a worker process serving what another one syncs).
     """
 
     def __init__(
@@ -56,9 +67,17 @@ class DatasetSync:
         accelerator: Accelerator,
         snapshotter: Snapshotter | None = None,
         source: Source | None = None,
+        lease: DatasetLease | None = None,
+        follow_only: bool = False,
     ) -> None:
         self.settings = settings
         self.accelerator = accelerator
+        self._lease = lease
+        self._follow_only = follow_only
+        self._following = lease is not None or follow_only
+        self._holder: Holder | None = None  # as last read, while following
+        self._lease_since: float | None = None  # epoch seconds this runtime took the lease
+        self._commits = 0  # transactions this process committed: batches, loads swapped in
         self.source = (
             source if source is not None else open_source(settings, accelerator.type_support)
         )
@@ -101,19 +120,27 @@ class DatasetSync:
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop after the in-flight batch is committed (or rolled back); never half."""
+        """Stop after the in-flight batch is committed (or rolled back); never half. A lease
+        held is released, so another runtime takes over at once."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._lease is not None:
+            self._lease.release()
         self._set_state(State.STOPPED)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                if self._follow_only or (self._lease is not None and not self._lease.held):
+                    self._follow()
                 self._run_once()
             except Stopped:
                 return
+            except LeaseLost as e:
+                log.warning("dataset %s: %s; following the runtime that holds it", self.name, e)
+                continue
             except _RefreshRequested:
                 log.info("dataset %s: refresh requested, bootstrapping again", self.settings.name)
                 continue
@@ -158,6 +185,38 @@ class DatasetSync:
             "to re-bootstrap automatically"
         )
 
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def _follow(self) -> None:
+        """Serve what another runtime commits until this one takes the lease (never, with
+        ``follow_only``): the table's definition and the committed watermark are read every
+        quarter of ``ready_lag``, and readiness follows from that watermark."""
+        self._following = True
+        poll = self.settings.ready_lag.total_seconds() * SHARED_WATERMARK_SHARE
+        if self._lease is not None:
+            poll = min(poll, TAKEOVER_POLL_SHARE * self._lease.timeout_s)
+        while True:
+            if self._lease is not None and self._lease.try_acquire():
+                self._following = False
+                self._holder = None
+                self._lease_since = time.time()
+                return  # still serving: the state stays what the shared data's lag says
+            self._observe()
+            if self._stop.wait(poll):
+                raise Stopped
+
+    def _observe(self) -> None:
+        """One look at the shared data: its table, its committed watermark, its holder."""
+        self._spec = self.accelerator.table_spec(self.name)
+        checkpoint = self.accelerator.load_checkpoint(self.name) if self._spec else None
+        watermark = checkpoint.watermark if checkpoint is not None else None
+        self._watermark = watermark.timestamp() if watermark is not None else None
+        if self._lease is not None:
+            self._holder = self._lease.holder()
+        self._update_readiness()
+
     def _run_once(self) -> None:
         if self._spec is None:
             self._spec = self.accelerator.table_spec(self.settings.name)
@@ -180,7 +239,8 @@ class DatasetSync:
             if checkpoint is not None and self._spec is not None and reason is None:
                 log.info("dataset %s: resuming from its checkpoint", self.settings.name)
                 self._check_checkpoint_age(changes.resume(checkpoint))
-                self._set_state(State.CATCHING_UP)
+                if self._state not in (State.READY, State.LAGGING):  # a takeover keeps serving
+                    self._set_state(State.CATCHING_UP)
             else:
                 # A refresh always swaps atomically; a retention re-bootstrap as configured.
                 serve_old = self._spec is not None and (
@@ -269,6 +329,7 @@ class DatasetSync:
         self.accelerator.swap_in(name, spec, name, captured)
         self._spec = replace(spec, name=name)
         self._last_checkpoint_at = time.time()
+        self._commits += 1
         self._snapshot(force=True)
         log.info(
             "dataset %s: bootstrap loaded %d items in %.1f s (%.0f items/s); "
@@ -343,6 +404,7 @@ class DatasetSync:
         self.accelerator.swap_in(name, spec, name, captured)
         self._spec = replace(spec, name=name)
         self._last_checkpoint_at = time.time()
+        self._commits += 1
         log.info(
             "dataset %s: no initial load (initial snapshot disabled); replaying the stream "
             "from its oldest record",
@@ -372,7 +434,13 @@ class DatasetSync:
         interval = self.settings.scan_interval.total_seconds()
         # An idle log still moves its checkpoint's watermark forward, well within retention.
         keepalive = min(CHECKPOINT_KEEPALIVE_S, self.settings.shard_retention.total_seconds() / 4)
+        if self._lease is not None:  # followers read their lag from the checkpoint
+            keepalive = min(
+                keepalive, self.settings.ready_lag.total_seconds() * SHARED_WATERMARK_SHARE
+            )
         for round_ in changes.rounds(self._spec, self._watermark):
+            if self._lease is not None and not self._lease.held:
+                raise LeaseLost(f"dataset {self.name}: the lease was not renewed in time")
             stale = time.time() - (self._last_checkpoint_at or 0) >= keepalive
             if round_.advances or (round_.caught_up and stale):
                 self._commit(round_.spec, round_.batch)
@@ -435,6 +503,7 @@ class DatasetSync:
 
         retrying(apply, self._stop, self._count_transient, Backoff(0.5, 30.0))
         self._last_checkpoint_at = time.time()
+        self._commits += 1
 
     def _update_readiness(self) -> None:
         lag = self.lag_ms()
@@ -442,11 +511,13 @@ class DatasetSync:
         with self._lock:
             state = self._state
         if ready and state is not State.READY:
-            if state in (State.CATCHING_UP, State.REBOOTSTRAPPING):
+            if state in (State.CATCHING_UP, State.REBOOTSTRAPPING, State.FOLLOWING):
                 log.info("dataset %s is Ready (lag %d ms)", self.settings.name, lag)
             self._set_state(State.READY)
         elif not ready and state is State.READY:
             self._set_state(State.LAGGING)
+        elif not ready and self._following and state is not State.LAGGING:
+            self._set_state(State.FOLLOWING)
 
     def _count_transient(self, error: SyncError) -> None:
         self._errors_transient += 1
@@ -483,6 +554,7 @@ class DatasetSync:
             state, since, error, bootstrap = self._state, self._since, self._error, self._bootstrap
         health = self.source.health()
         acc = self.settings.acceleration
+        holder = self._holder
         return DatasetStatus(
             name=self.settings.name,
             table=self.settings.source.table,
@@ -500,7 +572,18 @@ class DatasetSync:
             last_checkpoint_at=self._last_checkpoint_at,
             bootstrap=bootstrap,
             last_snapshot=self._snapshotter.last if self._snapshotter else None,
+            role="following" if self._following else "syncing",
+            synced_by=self._lease.runtime
+            if self._lease is not None and not self._following
+            else (holder.runtime if holder is not None and holder.live else None),
+            synced_since=self._synced_since(holder),
+            commits=self._commits,
         )
+
+    def _synced_since(self, holder: Holder | None) -> float | None:
+        if self._lease is not None and not self._following:
+            return self._lease_since
+        return holder.since if holder is not None and holder.live else None
 
     def check_queryable(self) -> None:
         """Raise :class:`DatasetNotQueryable` (with the reason) unless queries may run.

@@ -14,6 +14,7 @@ class State(StrEnum):
     REBOOTSTRAPPING = "rebootstrapping"  # ready_before_load: old rows served during a reload
     READY = "ready"
     LAGGING = "lagging"  # was Ready, lag now above ready_lag; queries still served
+    FOLLOWING = "following"  # another runtime syncs it; what it committed is not fresh yet
     ERROR = "error"
     STOPPED = "stopped"
 
@@ -58,6 +59,10 @@ class DatasetStatus:
     last_checkpoint_at: float | None
     bootstrap: BootstrapProgress | None
     last_snapshot: tuple[str, float] | None = None  # (name, epoch seconds written)
+    role: str = "syncing"  # or "following": another runtime (or process) syncs it
+    synced_by: str | None = None  # the runtime holding the lease, on a shared engine
+    synced_since: float | None = None  # epoch seconds it took the lease
+    commits: int = 0  # transactions this process committed (batches, loads swapped in)
 
     def reason(self) -> str:
         """Why the dataset is not Ready, in words for a query's error message."""
@@ -68,6 +73,13 @@ class DatasetStatus:
             )
         if self.state is State.ERROR:
             return f"dataset {self.name} is in error: {self.error}"
+        if self.state is State.FOLLOWING:
+            lag = f"{self.lag_ms / 1000:.1f} s" if self.lag_ms is not None else "unknown"
+            by = self.synced_by or "no runtime at the moment"
+            return (
+                f"dataset {self.name} is synced by {by}; its committed data is not fresh yet "
+                f"(lag {lag})"
+            )
         if self.state is State.CATCHING_UP:
             lag = f"{self.lag_ms / 1000:.1f} s" if self.lag_ms is not None else "unknown"
             return f"dataset {self.name} is catching up with its stream (lag {lag})"

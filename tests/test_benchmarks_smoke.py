@@ -42,6 +42,7 @@ ONE_OFF = {
         ["| sqlite |", "| 4,000 |"],
     ),
     "indexes": (["--rows", "3000", "--lookups", "3", "--no-write"], ["| postgres |", "| sqlite |"]),
+    "failover": (["--kills", "1", "--lease-timeout", "2s", "--no-write"], ["failover p50"]),
 }
 
 

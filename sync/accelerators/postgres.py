@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -39,6 +40,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 from sync.accelerators import postgres_reader as pg_reader
 from sync.accelerators import sql
 from sync.accelerators.base import CHECKPOINT_TABLE
+from sync.accelerators.postgres_lease import PostgresLease
 from sync.accelerators.postgres_spec import MAX_NAME_BYTES, SPEC
 from sync.accelerators.query import QueryError, StopSignal
 from sync.accelerators.sqlengine import SqlAccelerator
@@ -509,6 +511,7 @@ class PostgresAccelerator(SqlAccelerator[psycopg.Cursor[Any]]):
         # The sync's own reads (table definitions, row counts) as the writer.
         self._internal = _QueryPool(self._connect_internal, 1)
         self._idle_writers: list[psycopg.Connection[Any]] = []  # kept with _closed, under _lock
+        self._granted: set[str] = set()  # tables table_spec made sure the reader may read
 
     def _connect_internal(self) -> psycopg.Connection[Any]:
         return psycopg.connect(
@@ -700,11 +703,12 @@ class PostgresAccelerator(SqlAccelerator[psycopg.Cursor[Any]]):
 
     def table_spec(self, name: str) -> TableSpec | None:
         spec = super().table_spec(name)
-        if spec is not None:
+        if spec is not None and name not in self._granted:
             # A table of an older version, or whose grant was lost (the first write connection
-            # settles the reader role).
+            # settles the reader role). Once: a follower asks every poll.
             with self._transaction() as cur:
                 self._grant(cur, name)
+            self._granted.add(name)
         return spec
 
     def load_checkpoint(self, dataset: str) -> Checkpoint | None:
@@ -714,6 +718,32 @@ class PostgresAccelerator(SqlAccelerator[psycopg.Cursor[Any]]):
 
     def query_handle(self) -> PostgresQueryHandle:
         return PostgresQueryHandle(self._pool)
+
+    def lease(self, dataset: str, tables: Sequence[str], timeout_s: float) -> PostgresLease:
+        """Several runtimes may mirror into one database: ``dataset``'s lease, in it, fencing
+        every write to ``tables`` (see :mod:`sync.accelerators.postgres_lease`)."""
+        lease = PostgresLease(partial(self._connect_lease, timeout_s), dataset, timeout_s)
+        self.fence(tables, lease.fence)
+        return lease
+
+    def _connect_lease(self, timeout_s: float) -> psycopg.Connection[Any]:
+        # A cut connection fails within a third of the lease's time, not at TCP's pace.
+        third = max(1, int(timeout_s / 3))
+        return psycopg.connect(
+            **{
+                "application_name": "dynamirror-lease",
+                "connect_timeout": str(third),
+                "keepalives": "1",
+                "keepalives_idle": "1",
+                "keepalives_interval": "1",
+                "keepalives_count": str(third),
+                "tcp_user_timeout": str(third * 1000),
+                **self._params,
+            },
+            autocommit=True,
+            prepare_threshold=None,
+            cursor_factory=psycopg.RawCursor,
+        )
 
 
 def _ensure_checkpoint_table(cur: psycopg.Cursor[Any]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from types import TracebackType
@@ -71,6 +71,9 @@ class SqlAccelerator(ABC, Generic[C]):
         # writer changes tables.
         self._specs: dict[str, TableSpec] = {}
         self._indexes: dict[str, tuple[Index, ...]] = {}  # declared, by table
+        # Run first in every write transaction of a table a lease guards (see sync.lease);
+        # True on the first write of a new term, when other runtimes may have changed tables.
+        self._fences: dict[str, Callable[[C], bool]] = {}
         self._lock = threading.Lock()  # guards _closed (and engine state kept with it)
         self._closed = False
 
@@ -138,6 +141,21 @@ class SqlAccelerator(ABC, Generic[C]):
         """The rows :meth:`_write` gets, prepared before the transaction begins."""
         return batch.rows if batch.inserts_only else batch.latest_per_key(spec.key)
 
+    @contextmanager
+    def _writing(self, table: str) -> Iterator[C]:
+        """A write transaction on ``table`` (or under its dataset's name), fenced first when a
+        lease guards it: a runtime that lost the lease cannot commit."""
+        with self._transaction() as cur:
+            fence = self._fences.get(table)
+            if fence is not None and fence(cur):
+                self._specs.clear()  # written by another runtime since: ask the engine
+            yield cur
+
+    def fence(self, tables: Iterable[str], check: Callable[[C], bool]) -> None:
+        """Run ``check`` first in every later write transaction of ``tables``."""
+        for table in tables:
+            self._fences[table] = check
+
     # -- the accelerator ---------------------------------------------------------------------
 
     def table_spec(self, name: str) -> TableSpec | None:
@@ -150,13 +168,13 @@ class SqlAccelerator(ABC, Generic[C]):
             raise ValueError(
                 f"table name {spec.name!r} is longer than {self.engine_spec.title}'s {limit} bytes"
             )
-        with self._transaction() as cur:
+        with self._writing(spec.name) as cur:
             cur.execute(f"DROP TABLE IF EXISTS {sql.quote(spec.name)}")
             self._create(cur, spec)
         self._specs[spec.name] = spec
 
     def swap_in(self, dataset: str, staging: TableSpec, name: str, checkpoint: Checkpoint) -> None:
-        with self._transaction() as cur:
+        with self._writing(dataset) as cur:
             self._evolve(cur, staging)
             self._replace(cur, staging.name, name)
             self._create_indexes(cur, replace(staging, name=name))
@@ -167,7 +185,7 @@ class SqlAccelerator(ABC, Generic[C]):
     def apply(self, dataset: str, spec: TableSpec, batch: ChangeBatch) -> None:
         rows = self._rows(spec, batch)
         self._unindex_widened(spec)
-        with self._transaction() as cur:
+        with self._writing(dataset) as cur:
             self._evolve(cur, spec)
             if rows.num_rows:
                 self._write(cur, spec, rows, batch.inserts_only)
@@ -180,7 +198,7 @@ class SqlAccelerator(ABC, Generic[C]):
         created, swapped in or altered from now on; an index whose columns the table does
         not have yet waits for them."""
         self._indexes[table] = indexes
-        with self._transaction() as cur:
+        with self._writing(table) as cur:
             spec = self._introspect(cur, table)
             if spec is not None:
                 self._create_indexes(cur, spec)
@@ -251,7 +269,7 @@ class SqlAccelerator(ABC, Generic[C]):
         except SchemaChangeError:
             return  # refused in the batch's own transaction, with nothing changed
         if widened:
-            with self._transaction() as cur:
+            with self._writing(spec.name) as cur:
                 self._drop_indexes(cur, spec.name, indexed)
 
     def _index_name(self, table: str, index: Index) -> str:
