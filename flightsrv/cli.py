@@ -22,6 +22,13 @@ from flightsrv.listeners import ListenerError
 from flightsrv.runtime import Endpoints, Runtime
 from flightsrv.signals import StopSignals
 from flightsrv.terminal import attach_progress, configure_logging
+from flightsrv.workers import (
+    WorkerPool,
+    exit_with_parent,
+    notify_serving,
+    unshareable,
+    worker_command,
+)
 from sync.snapshots import SnapshotRestoreError
 
 DEFAULT_FLIGHT = "127.0.0.1:50051"
@@ -39,6 +46,12 @@ def _address(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host or "127.0.0.1", int(port)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +82,17 @@ def _parser() -> argparse.ArgumentParser:
         help="on Ctrl-C or SIGTERM, exit after this long even if something still runs "
         f"(default {SHUTDOWN_TIMEOUT_S:g}); a second signal exits at once",
     )
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="answer Flight SQL from N processes on the --flight port (the first also syncs); "
+        "for datasets other processes may read: postgres, sqlite and cayenne files",
+    )
+    run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    run.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument(
         "--log-format",
@@ -148,14 +172,30 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    try:
-        endpoints = Endpoints(
-            args.flight,
-            args.http,
-            args.metrics or _address(DEFAULT_METRICS),
-            metrics_optional=args.metrics is None,
+    workers = args.workers
+    if workers > 1 and (refused := unshareable(config.datasets)) is not None:
+        logging.getLogger("flightsrv").warning(
+            "--workers %d: %s; Flight SQL is served from this one process", workers, refused
         )
-        runtime = Runtime(config, endpoints, args.flight_compression)
+        workers = 1
+    try:
+        if args.worker:  # Flight SQL only, on the port its parent shares
+            exit_with_parent()
+            endpoints = Endpoints(args.flight, None, None, shared_flight=True)
+        else:
+            endpoints = Endpoints(
+                args.flight,
+                args.http,
+                args.metrics or _address(DEFAULT_METRICS),
+                metrics_optional=args.metrics is None,
+                shared_flight=workers > 1,
+            )
+        pool = None
+        if workers > 1:
+            pool = WorkerPool(worker_command(sys.argv[1:] if argv is None else argv), workers - 1)
+        runtime = Runtime(
+            config, endpoints, args.flight_compression, follow_only=args.worker, workers=pool
+        )
     except ListenerError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -165,17 +205,31 @@ def main(argv: list[str] | None = None) -> int:
     with StopSignals() as signals:
         progress = attach_progress(runtime.fleet.datasets, args.log_format)
         runtime.start()
+        if args.worker:
+            fd = args.ready_fd
+            runtime.serve_when_ready(lambda: None if fd is None else notify_serving(fd))
         log = logging.getLogger("flightsrv")
-        log.info(
-            "serving %d dataset(s): Flight SQL on %s://%s:%d, HTTP on http://%s:%d%s",
-            len(config.datasets),
-            runtime.flight_scheme,
-            args.flight[0],
-            runtime.flight.port,
-            args.http[0],
-            runtime.http.port,
-            ", API key required" if config.api_keys else "",
-        )
+        if runtime.http is None:
+            log.info(
+                "worker %d serving %d dataset(s) on %s://%s:%d, following what the first "
+                "process syncs",
+                args.worker_index,
+                len(config.datasets),
+                runtime.flight_scheme,
+                *args.flight,
+            )
+        else:
+            log.info(
+                "serving %d dataset(s): Flight SQL on %s://%s:%d%s, HTTP on http://%s:%d%s",
+                len(config.datasets),
+                runtime.flight_scheme,
+                args.flight[0],
+                args.flight[1] if runtime.relay is not None else runtime.flight.port,
+                f" ({workers} processes)" if workers > 1 else "",
+                args.http[0],
+                runtime.http.port,
+                ", API key required" if config.api_keys else "",
+            )
         if runtime.metrics_server is not None:
             metrics = runtime.metrics_server
             log.info("metrics on http://%s:%d/metrics", metrics.host, metrics.port)

@@ -41,6 +41,7 @@ class DatasetFleet:
         lease_timeout_s: on a shared engine, how soon another runtime syncs a dataset after
             the one syncing it dies.
         follow_only: sync nothing; serve what another process of this machine syncs.
+        followed: other processes of this machine follow what these datasets commit.
 
     Raises:
         SnapshotRestoreError: a snapshot could not be restored and ``on_failure`` is ``retry``.
@@ -55,9 +56,11 @@ class DatasetFleet:
         *,
         lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
         follow_only: bool = False,
+        followed: bool = False,
     ) -> None:
         self._lease_timeout_s = lease_timeout_s
         self._follow_only = follow_only
+        self._followed = followed
         self._accelerators: dict[str, Accelerator] = {}
         self._snapshotters: dict[str, Snapshotter] = {}
         self.datasets: list[DatasetSync] = []
@@ -112,6 +115,7 @@ class DatasetFleet:
                     None if self._follow_only else snapshotter,
                     lease=lease,
                     follow_only=self._follow_only,
+                    followed=self._followed,
                 )
             )
 

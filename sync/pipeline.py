@@ -59,6 +59,8 @@ class DatasetSync:
     ``source`` defaults to the DynamoDB table of ``settings`` (see :func:`sync.sources.
     open_source`). With ``lease`` it syncs only while holding it and follows otherwise; with
     ``follow_only`` it always follows (a worker process serving what another one syncs).
+    ``followed`` says other processes follow it: it commits its watermark often, as a leased
+    dataset does.
     """
 
     def __init__(
@@ -69,11 +71,13 @@ class DatasetSync:
         source: Source | None = None,
         lease: DatasetLease | None = None,
         follow_only: bool = False,
+        followed: bool = False,
     ) -> None:
         self.settings = settings
         self.accelerator = accelerator
         self._lease = lease
         self._follow_only = follow_only
+        self._followed = followed or lease is not None
         self._following = lease is not None or follow_only
         self._holder: Holder | None = None  # as last read, while following
         self._lease_since: float | None = None  # epoch seconds this runtime took the lease
@@ -434,7 +438,7 @@ class DatasetSync:
         interval = self.settings.scan_interval.total_seconds()
         # An idle log still moves its checkpoint's watermark forward, well within retention.
         keepalive = min(CHECKPOINT_KEEPALIVE_S, self.settings.shard_retention.total_seconds() / 4)
-        if self._lease is not None:  # followers read their lag from the checkpoint
+        if self._followed:  # followers read their lag from the checkpoint
             keepalive = min(
                 keepalive, self.settings.ready_lag.total_seconds() * SHARED_WATERMARK_SHARE
             )
