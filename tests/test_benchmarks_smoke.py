@@ -43,6 +43,11 @@ ONE_OFF = {
     ),
     "indexes": (["--rows", "3000", "--lookups", "3", "--no-write"], ["| postgres |", "| sqlite |"]),
     "failover": (["--kills", "1", "--lease-timeout", "2s", "--no-write"], ["failover p50"]),
+    "workers": (
+        ["--rows", "300", "--seconds", "1", "--clients", "2", "--workers", "1", "2"]
+        + ["--engines", "sqlite", "--no-write"],
+        ["| sqlite | 2 |"],
+    ),
 }
 
 

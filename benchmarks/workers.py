@@ -1,0 +1,271 @@
+"""Queries/s with 16 clients for ``flightsrv run --workers 1, 2, 4`` on SQLite and PostgreSQL.
+
+Each client is a process of its own with one ADBC connection (as 16 applications would be),
+running a mix for a fixed time after a common start: 80 % prepared point lookups
+(``SELECT * FROM orders WHERE order_id = ?``), 15 % a group-by over the table, 5 % a 500-row
+read. The clients, the runtime's processes and the engine share the machine's cores. The
+lookups' p50 is measured under that load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import machine_line, process_cpu_s, table, write_section
+from benchmarks.processes import CREDENTIALS, REGION, Emulator, Runtime
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+HEADING = "## Flight SQL from several processes (--workers)"
+POSTGRES = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+LOOKUP = "SELECT * FROM orders WHERE order_id = ?"
+AGGREGATE = "SELECT status, count(*), sum(amount) FROM orders GROUP BY status"
+WARMUP = 20  # queries per client before the timed window
+READ = "SELECT * FROM orders WHERE order_id >= ? ORDER BY order_id LIMIT 500"
+
+
+def client(
+    uri: str, rows: int, seconds: float, seed: int, start: Any, results: Any
+) -> None:  # pragma: no cover - runs in a process of its own
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    rng = random.Random(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Cannot disable autocommit": a read-only server
+        conn = flightsql.connect(uri)
+    lookups: list[float] = []
+    done = 0
+    try:
+        with conn.cursor() as cur:
+
+            def one() -> None:
+                nonlocal done
+                roll = rng.random()
+                key = f"o-{rng.randrange(rows):06d}"
+                began = time.perf_counter()
+                if roll < 0.80:
+                    cur.execute(LOOKUP, (key,))
+                elif roll < 0.95:
+                    cur.execute(AGGREGATE)
+                else:
+                    cur.execute(READ, (key,))
+                cur.fetch_arrow_table()
+                if roll < 0.80:
+                    lookups.append(time.perf_counter() - began)
+                done += 1
+
+            for _ in range(WARMUP):  # connect, prepare, fill the caches
+                one()
+            start.wait()  # every client and the benchmark: the timed window begins
+            lookups.clear()
+            done = 0
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                one()
+        results.put((done, lookups))
+    finally:
+        conn.close()
+
+
+def dataset(engine: str, endpoint: str, connection: str | None) -> dict[str, Any]:
+    params = (
+        {"pg_connection_string": connection}
+        if engine == "postgres"
+        else {f"{engine}_file": f"./data/orders.{engine}"}
+    )
+    return {
+        "from": "dynamodb:orders",
+        "name": "orders",
+        "params": {
+            "dynamodb_aws_region": REGION,
+            "dynamodb_aws_auth": "key",
+            "dynamodb_aws_access_key_id": CREDENTIALS["aws_access_key_id"],
+            "dynamodb_aws_secret_access_key": CREDENTIALS["aws_secret_access_key"],
+            "endpoint_url": endpoint,
+        },
+        "acceleration": {
+            "enabled": True,
+            "engine": engine,
+            "mode": "file",
+            "refresh_mode": "changes",
+            "params": params,
+        },
+    }
+
+
+def serving(runtime: Runtime, workers: int) -> list[int] | None:
+    """The workers' pids once all of them serve (None until then)."""
+    code, body = runtime.get("/v1/status")
+    found = json.loads(body)["runtime"]["workers"] if code == 200 else []
+    pids = [w["pid"] for w in found if w["serving"]]
+    return pids if len(pids) == workers - 1 else None
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """CPU seconds the machine spent busy and in all, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def measure(
+    engine: str, workers: int, emulator: Emulator, workdir: Path, args: argparse.Namespace
+) -> dict[str, float]:
+    connection = None
+    server = os.environ.get("DYNAMIRROR_TEST_POSTGRES", POSTGRES)
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    if engine == "postgres":
+        import psycopg
+
+        with psycopg.connect(server, autocommit=True) as con:
+            con.execute(f"CREATE SCHEMA {schema}")
+        connection = f"{server} options='-c search_path={schema}'"
+    runtime = Runtime(
+        workdir / f"{engine}-{workers}",
+        [dataset(engine, emulator.url, connection)],
+        args=("--workers", str(workers)),
+    )
+    try:
+        runtime.wait_ready()
+        deadline = time.monotonic() + 60
+        while (pids := serving(runtime, workers)) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"--workers {workers}: the workers did not serve in 60 s")
+            time.sleep(0.1)
+        servers = [runtime.pid, *pids]
+        context = multiprocessing.get_context("spawn")
+        start = context.Barrier(args.clients + 1)
+        results = context.Queue()
+        procs = [
+            context.Process(
+                target=client,
+                args=(runtime.uri, args.rows, args.seconds, seed, start, results),
+            )
+            for seed in range(args.clients)
+        ]
+        for proc in procs:
+            proc.start()
+        start.wait(timeout=120)  # every client connected, prepared and warmed up
+        busy, total = machine_busy_s()
+        served = sum(process_cpu_s(pid) for pid in servers)
+        time.sleep(args.seconds)
+        busy, total = (a - b for a, b in zip(machine_busy_s(), (busy, total), strict=True))
+        served = sum(process_cpu_s(pid) for pid in servers) - served
+        outcomes = [results.get(timeout=args.seconds + 120) for _ in procs]
+        for proc in procs:
+            proc.join(30)
+        queries = sum(done for done, _ in outcomes)
+        lookups = [latency for _, latencies in outcomes for latency in latencies]
+        return {
+            "per_s": queries / args.seconds,
+            "p50_ms": statistics.median(lookups) * 1000,
+            "p99_ms": statistics.quantiles(lookups, n=100)[98] * 1000,
+            "busy": busy / total,
+            "runtime_cores": served / args.seconds,
+        }
+    finally:
+        runtime.stop()
+        if engine == "postgres":
+            import psycopg
+
+            with psycopg.connect(server, autocommit=True) as con:
+                con.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument("--engines", nargs="*", default=["sqlite", "postgres"])
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python -m benchmarks.workers " + " ".join(given)
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        emulator = Emulator(Path(workdir))
+        try:
+            emulator.create_table("orders")
+            rng = random.Random(4)
+            emulator.put_items(
+                "orders",
+                [
+                    {
+                        "order_id": {"S": f"o-{i:06d}"},
+                        "status": {"S": rng.choice(["new", "paid", "shipped"])},
+                        "amount": {"N": f"{rng.uniform(1, 500):.2f}"},
+                        "customer": {"S": f"c-{rng.randrange(1000):04d}"},
+                    }
+                    for i in range(args.rows)
+                ],
+            )
+            for engine in args.engines:
+                base = None
+                for workers in args.workers:
+                    m = measure(engine, workers, emulator, Path(workdir), args)
+                    base = base or m["per_s"]
+                    rows.append(
+                        [
+                            engine,
+                            str(workers),
+                            f"{m['per_s']:,.0f}",
+                            f"{m['per_s'] / base:.2f}×",
+                            f"{m['p50_ms']:.1f}",
+                            f"{m['p99_ms']:.1f}",
+                            f"{m['busy']:.0%}",
+                            f"{m['runtime_cores']:.2f}",
+                        ]
+                    )
+                    print(" | ".join(rows[-1]), flush=True)
+        finally:
+            emulator.stop()
+    text = "\n".join(
+        [
+            HEADING,
+            "",
+            f"`{command.strip()}` — {args.rows:,} rows; {args.clients} client processes, one "
+            f"ADBC connection each, {args.seconds:g} s after a common start: 80 % prepared "
+            "point lookups, 15 % a group-by over the table, 5 % a 500-row read. Clients, "
+            "runtime processes and engine share the machine.",
+            "",
+            f"Machine: {machine_line()}.",
+            "",
+            *table(
+                [
+                    "engine",
+                    "--workers",
+                    "queries/s",
+                    "vs 1",
+                    "lookup p50 ms",
+                    "lookup p99 ms",
+                    "machine busy",
+                    "runtime cores",
+                ],
+                rows,
+            ),
+        ]
+    )
+    print(text)
+    if not args.no_write:
+        write_section(RESULTS, HEADING, text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
