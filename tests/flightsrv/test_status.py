@@ -161,6 +161,44 @@ def test_bootstrapping_status_has_percent_and_eta() -> None:
     ]  # fmt: skip
 
 
+def test_status_table_says_which_runtime_syncs_a_shared_dataset() -> None:
+    following = DatasetStatus(
+        name="orders",
+        table="t",
+        engine="postgres",
+        mode="file",
+        since=1000.0,
+        error=None,
+        lag_ms=300,
+        shards_active=0,
+        records_consumed=0,
+        errors_transient=0,
+        reinitializations=0,
+        bootstraps=0,
+        last_checkpoint_at=1009.0,
+        bootstrap=None,
+        synced_by="host-b:42/ab12",
+        synced_since=time.mktime((2026, 1, 2, 3, 4, 5, 0, 0, -1)),
+        state=State.FOLLOWING,
+        role="following",
+    )
+    entry = status_json(following, rows=10)
+    assert (entry["role"], entry["synced_by"]) == ("following", "host-b:42/ab12")
+    assert entry["reason"] == (
+        "dataset orders is synced by host-b:42/ab12; its committed data is not fresh yet "
+        "(lag 0.3 s)"
+    )
+    doc = {"runtime": {"version": "1", "uptime_s": 5, "now": 1010.0}, "datasets": [entry]}
+    assert (
+        format_status(doc)
+        .splitlines()[2]
+        .endswith("followed; synced by host-b:42/ab12 since 03:04:05")
+    )
+    syncing = replace(following, state=State.READY, role="syncing")
+    doc["datasets"] = [status_json(syncing, rows=10)]
+    assert format_status(doc).splitlines()[2].endswith("synced here since 03:04:05")
+
+
 def test_datasets_status_true_keeps_the_shape(served: Served) -> None:
     code, plain = get(f"{served.url}/v1/datasets")
     assert code == 200
