@@ -23,33 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine_line, table, write_section
-from benchmarks.processes import CREDENTIALS, REGION, Emulator, Runtime
+from benchmarks.processes import Emulator, Runtime, dynamodb_dataset
 from flightsrv.durations import parse_duration
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Failover between runtimes over one PostgreSQL database"
 POSTGRES = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
-
-def dataset(endpoint: str, connection: str) -> dict[str, Any]:
-    return {
-        "from": "dynamodb:orders",
-        "name": "orders",
-        "params": {
-            "dynamodb_aws_region": REGION,
-            "dynamodb_aws_auth": "key",
-            "dynamodb_aws_access_key_id": CREDENTIALS["aws_access_key_id"],
-            "dynamodb_aws_secret_access_key": CREDENTIALS["aws_secret_access_key"],
-            "endpoint_url": endpoint,
-            "scan_interval": "100ms",
-        },
-        "acceleration": {
-            "enabled": True,
-            "engine": "postgres",
-            "refresh_mode": "changes",
-            "params": {"pg_connection_string": connection},
-        },
-    }
 
 
 def status(runtime: Runtime) -> dict[str, Any] | None:
@@ -99,7 +78,15 @@ def measure(workdir: Path, args: argparse.Namespace) -> list[float]:
         started += 1
         runtime = Runtime(
             workdir / f"runtime{started}",
-            [dataset(emulator.url, connection)],
+            [
+                dynamodb_dataset(
+                    "orders",
+                    emulator.url,
+                    engine="postgres",
+                    accelerator={"pg_connection_string": connection},
+                    scan_interval="100ms",
+                )
+            ],
             runtime={"lease_timeout": args.lease_timeout},
         )
         runtimes.append(runtime)

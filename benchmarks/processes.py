@@ -102,16 +102,20 @@ def dynamodb_dataset(
     *,
     engine: str = "duckdb",
     mode: str = "file",
+    accelerator: dict[str, str] | None = None,
     **params: str,
 ) -> dict[str, Any]:
-    """A spicepod dataset entry mirroring DynamoDB table ``name`` at ``endpoint``."""
+    """A spicepod dataset entry mirroring DynamoDB table ``name`` at ``endpoint``;
+    ``accelerator``: its ``acceleration.params`` (default: a file named after it)."""
     acceleration: dict[str, Any] = {
         "enabled": True,
         "engine": engine,
         "mode": mode,
         "refresh_mode": "changes",
     }
-    if mode == "file":
+    if accelerator is not None:
+        acceleration["params"] = accelerator
+    elif mode == "file":
         acceleration["params"] = {f"{engine}_file": f"./data/{name}.{engine}"}
     return {
         "from": f"dynamodb:{name}",

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from flightsrv import sqlhttp
 from flightsrv.auth import ApiKeys, Headers
-from sync.pipeline import DatasetSync
+from sync.pipeline import DatasetSync, RefreshElsewhere
 from sync.status import SCANNING, DatasetStatus, State
 
 log = logging.getLogger(__name__)
@@ -300,7 +300,10 @@ class HttpServer(RouteServer):
             return 404, "text/plain", f"not found: {request.path}"
         for dataset in self._datasets:
             if dataset.settings.name.lower() == parts[2].lower():
-                dataset.request_refresh()
+                try:
+                    dataset.request_refresh()
+                except RefreshElsewhere as e:
+                    return 409, "application/json", json.dumps({"error": str(e)})
                 body = {"message": f"dataset {dataset.settings.name}: refresh started"}
                 return 201, "application/json", json.dumps(body)
         return 404, "text/plain", f"dataset {parts[2]!r} not found"

@@ -53,6 +53,10 @@ class DatasetNotQueryable(Exception):
     """Raised by :meth:`DatasetSync.check_queryable`; the message says why."""
 
 
+class RefreshElsewhere(Exception):
+    """A refresh asked of a process that follows the dataset rather than syncing it."""
+
+
 class DatasetSync:
     """Keeps one accelerator table equal to one source table.
 
@@ -119,7 +123,17 @@ class DatasetSync:
 
     def request_refresh(self) -> None:
         """Bootstrap again from a fresh scan, serving the current rows until the new copy is
-        swapped in atomically (as ``ready_before_load`` does)."""
+        swapped in atomically (as ``ready_before_load`` does).
+
+        Raises:
+            RefreshElsewhere: another process syncs the dataset; the refresh is its to do.
+        """
+        if self._following:
+            holder = self._holder.runtime if self._holder is not None else None
+            where = f"the runtime syncing it ({holder})" if holder else "the runtime syncing it"
+            raise RefreshElsewhere(
+                f"dataset {self.name} is synced by another process: ask {where} to refresh it"
+            )
         self._refresh.set()
         self._wake.set()
 

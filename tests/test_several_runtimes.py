@@ -16,7 +16,7 @@ import adbc_driver_flightsql.dbapi as flightsql
 import psycopg
 import pytest
 
-from tests.dynamo import Emulator, create_table, random_item
+from tests.dynamo import Emulator, create_table, fill_table
 from tests.harness import wait_for
 from tests.replicas import Replicas
 from tests.runtime_process import RuntimeProcess, dataset_entry
@@ -35,9 +35,7 @@ def table(emulator: Emulator, request: pytest.FixtureRequest) -> str:
     name = f"replicas_{request.node.name[5:30]}"
     ddb = emulator.client()
     create_table(ddb, name)
-    rng = random.Random(5)
-    for i in range(300):
-        ddb.put_item(TableName=name, Item=random_item(rng, f"k{i}", 0))
+    fill_table(ddb, name, 300)
     return name
 
 
@@ -233,6 +231,9 @@ def test_the_lease_is_a_row_with_an_epoch(
     holder, epoch = lease()
     [(syncing, status)] = replicas.syncing()
     assert status["synced_by"] == holder
+    [follower] = [r for r in replicas.live if r is not syncing]
+    code, body = follower.get("/v1/datasets/orders/acceleration/refresh", method="POST")
+    assert code == 409 and holder in body  # the refresh is the syncing runtime's to do
     assert syncing.terminate() == 0  # a clean stop releases the lease: no wait for expiry
     replicas.live.remove(syncing)
     stopped_at = time.time()

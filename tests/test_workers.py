@@ -15,7 +15,7 @@ from pathlib import Path
 import adbc_driver_flightsql.dbapi as flightsql
 import pytest
 
-from tests.dynamo import Emulator, create_table, random_item
+from tests.dynamo import Emulator, create_table, fill_table, random_item
 from tests.harness import wait_for
 from tests.runtime_process import RuntimeProcess, dataset_entry
 
@@ -60,9 +60,7 @@ def table(emulator: Emulator, request: pytest.FixtureRequest) -> str:
     name = f"workers_{uuid.uuid4().hex[:12]}"
     ddb = emulator.client()
     create_table(ddb, name)
-    rng = random.Random(2)
-    for i in range(200):
-        ddb.put_item(TableName=name, Item=random_item(rng, f"k{i}", 0))
+    fill_table(ddb, name, 200)
     return name
 
 
@@ -141,53 +139,44 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_worker_that_dies_is_started_again(
-    tmp_path: Path, emulator: Emulator, table: str
+    tmp_path: Path, emulator: Emulator, table: str, runtimes: list[RuntimeProcess]
 ) -> None:
     dataset = dataset_entry("orders", table, emulator.url, "sqlite")
     runtime = RuntimeProcess(tmp_path, [dataset], args=["--workers", "2"])
-    runtime.start()
-    try:
-        runtime.wait_ready()
-        wait_for(lambda: len(worker_pids(runtime)) == 1, 30, "one worker")
-        [first] = worker_pids(runtime)
-        os.kill(first, signal.SIGKILL)
-        wait_for(lambda: worker_pids(runtime) not in ([], [first]), 30, "a new worker")
-        assert "exited with status -9; starting it again" in runtime.log.read_text()
-    finally:
-        runtime.kill()
+    runtimes.append(runtime.start())
+    runtime.wait_ready()
+    wait_for(lambda: len(worker_pids(runtime)) == 1, 30, "one worker")
+    [first] = worker_pids(runtime)
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: worker_pids(runtime) not in ([], [first]), 30, "a new worker")
+    assert "exited with status -9; starting it again" in runtime.log.read_text()
 
 
 def test_duckdb_datasets_are_served_from_one_process_with_the_reason(
-    tmp_path: Path, emulator: Emulator, table: str
+    tmp_path: Path, emulator: Emulator, table: str, runtimes: list[RuntimeProcess]
 ) -> None:
     dataset = dataset_entry("orders", table, emulator.url, "duckdb")
     runtime = RuntimeProcess(tmp_path, [dataset], args=["--workers", "3"])
-    runtime.start()
-    try:
-        runtime.wait_ready()
-        assert worker_pids(runtime) == []
-        log = runtime.log.read_text()
-        assert "--workers 3: dataset orders is on DuckDB, which allows one process" in log
-        with flightsql.connect(runtime.flight_uri) as conn, conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM orders")
-            assert cur.fetchone() == (200,)
-    finally:
-        runtime.kill()
+    runtimes.append(runtime.start())
+    runtime.wait_ready()
+    assert worker_pids(runtime) == []
+    log = runtime.log.read_text()
+    assert "--workers 3: dataset orders is on DuckDB, which allows one process" in log
+    with flightsql.connect(runtime.flight_uri) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM orders")
+        assert cur.fetchone() == (200,)
 
 
 def test_a_port_in_use_is_still_refused_with_workers(
-    tmp_path: Path, emulator: Emulator, table: str
+    tmp_path: Path, emulator: Emulator, table: str, runtimes: list[RuntimeProcess]
 ) -> None:
     """Workers share their port with each other only: a second runtime on it is refused."""
     dataset = dataset_entry("orders", table, emulator.url, "sqlite")
     first = RuntimeProcess(tmp_path, [dataset], args=["--workers", "2"])
-    first.start()
-    try:
-        (tmp_path / "second").mkdir()
-        second = RuntimeProcess(tmp_path / "second", [dataset], args=["--workers", "2"])
-        second.flight_port = first.flight_port
-        assert second.proc is None
-        with pytest.raises(AssertionError, match="cannot listen on"):
-            second.start()
-    finally:
-        first.kill()
+    runtimes.append(first.start())
+    (tmp_path / "second").mkdir()
+    second = RuntimeProcess(tmp_path / "second", [dataset], args=["--workers", "2"])
+    second.flight_port = first.flight_port
+    runtimes.append(second)
+    with pytest.raises(AssertionError, match="cannot listen on"):
+        second.start()
