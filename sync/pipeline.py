@@ -177,6 +177,10 @@ class DatasetSync:
             except Exception as e:  # noqa: BLE001 - a dataset never stops silently
                 log.exception("dataset %s: unexpected error", self.settings.name)
                 self._fail(f"{type(e).__name__}: {e}")
+            if self._lease is not None and not self._following and self._lease.held:
+                # Another runtime may reach what this one cannot (the table, its stream).
+                self._lease.release()
+                self._following = True
             self._wake.wait(self.settings.error_retry.total_seconds())
             self._wake.clear()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,3 +241,44 @@ def test_the_lease_is_a_row_with_an_epoch(
     _, committed_at = replicas.wait_commit(stopped_at, LEASE_TIMEOUT_S + 20)
     assert committed_at - stopped_at < LEASE_TIMEOUT_S  # taken at the next poll, not expiry
     assert lease()[1] == epoch + 1
+
+
+def test_a_runtime_that_cannot_reach_the_table_lets_another_sync_it(
+    tmp_path: Path, emulator: Emulator, pg_connection: dict[str, str], table: str
+) -> None:
+    """The lease holder in error releases the lease: another runtime may reach what it cannot."""
+    with socket.socket() as sock:  # a port nothing listens on: DynamoDB unreachable
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    runtime_block = {"lease_timeout": f"{LEASE_TIMEOUT_S:g}s"}
+    cut_off = Replicas(
+        tmp_path / "a",
+        dataset_entry(
+            "orders", table, dead, "postgres", pg_connection=pg_connection, **FAST_PARAMS
+        ),
+        runtime_block,
+    )
+    reaching = Replicas(
+        tmp_path / "b",
+        dataset_entry(
+            "orders", table, emulator.url, "postgres", pg_connection=pg_connection, **FAST_PARAMS
+        ),
+        runtime_block,
+    )
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        first = cut_off.start()
+
+        def in_error() -> bool:
+            status = Replicas.status(first)
+            return status is not None and status["status"] == "error"
+
+        wait_for(in_error, 60, "the cut-off runtime in error")
+        second = reaching.start()
+        second.wait_ready()
+        assert len(reaching.syncing()) == 1 and not cut_off.syncing()
+        first.wait_ready()  # it serves what the other syncs
+    finally:
+        cut_off.close()
+        reaching.close()
