@@ -1,10 +1,11 @@
 """Queries/s with 16 clients for ``flightsrv run --workers 1, 2, 4`` on SQLite and PostgreSQL.
 
 Each client is a process of its own with one ADBC connection (as 16 applications would be),
-running a mix for a fixed time after a common start: 80 % prepared point lookups
-(``SELECT * FROM orders WHERE order_id = ?``), 15 % a group-by over the table, 5 % a 500-row
-read. The clients, the runtime's processes and the engine share the machine's cores. The
-lookups' p50 is measured under that load.
+running a mix of prepared point lookups (``SELECT * FROM orders WHERE order_id = ?``), a
+group-by over the table and range reads, for a fixed time after a common start. Two mixes:
+lookup-heavy, where the clients' own CPU is a large share of each query's, and scan-heavy,
+where the runtime's (encoding rows) is. The clients, the runtime's processes and the engine
+share the machine's cores. The lookups' p50 is measured under that load.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +35,32 @@ LOOKUP = "SELECT * FROM orders WHERE order_id = ?"
 AGGREGATE = "SELECT status, count(*), sum(amount) FROM orders GROUP BY status"
 GOAL = 1.7  # from --workers 1 to 2
 WARMUP = 20  # queries per client before the timed window
-READ = "SELECT * FROM orders WHERE order_id >= ? ORDER BY order_id LIMIT 500"
+READ = "SELECT * FROM orders WHERE order_id >= ? ORDER BY order_id LIMIT {rows}"
+
+
+@dataclass(frozen=True)
+class Mix:
+    name: str
+    lookups: float  # shares of the queries; the rest are range reads
+    aggregates: float
+    read_rows: int
+
+    def describe(self) -> str:
+        reads = 1 - self.lookups - self.aggregates
+        return (
+            f"{self.name}: {self.lookups:.0%} lookups, {self.aggregates:.0%} group-bys, "
+            f"{reads:.0%} reads of {self.read_rows:,} rows"
+        )
+
+
+MIXES = {
+    "lookup-heavy": Mix("lookup-heavy", 0.80, 0.15, 500),
+    "scan-heavy": Mix("scan-heavy", 0.40, 0.20, 5000),
+}
 
 
 def client(
-    uri: str, rows: int, seconds: float, seed: int, start: Any, results: Any
+    uri: str, rows: int, mix: Mix, seconds: float, seed: int, start: Any, results: Any
 ) -> None:  # pragma: no cover - runs in a process of its own
     import adbc_driver_flightsql.dbapi as flightsql
 
@@ -55,14 +78,14 @@ def client(
                 roll = rng.random()
                 key = f"o-{rng.randrange(rows):06d}"
                 began = time.perf_counter()
-                if roll < 0.80:
+                if roll < mix.lookups:
                     cur.execute(LOOKUP, (key,))
-                elif roll < 0.95:
+                elif roll < mix.lookups + mix.aggregates:
                     cur.execute(AGGREGATE)
                 else:
-                    cur.execute(READ, (key,))
+                    cur.execute(READ.format(rows=mix.read_rows), (key,))
                 cur.fetch_arrow_table()
-                if roll < 0.80:
+                if roll < mix.lookups:
                     lookups.append(time.perf_counter() - began)
                 done += 1
 
@@ -97,7 +120,8 @@ def machine_busy_s() -> tuple[float, float]:
 
 def measure(
     engine: str, workers: int, emulator: Emulator, workdir: Path, args: argparse.Namespace
-) -> dict[str, float]:
+) -> dict[str, dict[str, float]]:
+    """Each mix's figures against one runtime started with ``--workers workers``."""
     connection = None
     server = os.environ.get("DYNAMIRROR_TEST_POSTGRES", POSTGRES)
     schema = f"bench_{uuid.uuid4().hex[:10]}"
@@ -127,36 +151,7 @@ def measure(
                 raise RuntimeError(f"--workers {workers}: the workers did not serve in 60 s")
             time.sleep(0.1)
         servers = [runtime.pid, *pids]
-        context = multiprocessing.get_context("spawn")
-        start = context.Barrier(args.clients + 1)
-        results = context.Queue()
-        procs = [
-            context.Process(
-                target=client,
-                args=(runtime.uri, args.rows, args.seconds, seed, start, results),
-            )
-            for seed in range(args.clients)
-        ]
-        for proc in procs:
-            proc.start()
-        start.wait(timeout=120)  # every client connected, prepared and warmed up
-        busy, total = machine_busy_s()
-        served = sum(process_cpu_s(pid) for pid in servers)
-        time.sleep(args.seconds)
-        busy, total = (a - b for a, b in zip(machine_busy_s(), (busy, total), strict=True))
-        served = sum(process_cpu_s(pid) for pid in servers) - served
-        outcomes = [results.get(timeout=args.seconds + 120) for _ in procs]
-        for proc in procs:
-            proc.join(30)
-        queries = sum(done for done, _ in outcomes)
-        lookups = [latency for _, latencies in outcomes for latency in latencies]
-        return {
-            "per_s": queries / args.seconds,
-            "p50_ms": statistics.median(lookups) * 1000,
-            "p99_ms": statistics.quantiles(lookups, n=100)[98] * 1000,
-            "busy": busy / total,
-            "runtime_cores": served / args.seconds,
-        }
+        return {name: _clients(runtime.uri, MIXES[name], servers, args) for name in args.mixes}
     finally:
         runtime.stop()
         if engine == "postgres":
@@ -164,6 +159,39 @@ def measure(
 
             with psycopg.connect(server, autocommit=True) as con:
                 con.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _clients(uri: str, mix: Mix, servers: list[int], args: argparse.Namespace) -> dict[str, float]:
+    """Run the clients on ``mix`` and measure the window they share."""
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(args.clients + 1)
+    results = context.Queue()
+    procs = [
+        context.Process(
+            target=client, args=(uri, args.rows, mix, args.seconds, seed, start, results)
+        )
+        for seed in range(args.clients)
+    ]
+    for proc in procs:
+        proc.start()
+    start.wait(timeout=120)  # every client connected, prepared and warmed up
+    busy, total = machine_busy_s()
+    served = sum(process_cpu_s(pid) for pid in servers)
+    time.sleep(args.seconds)
+    busy, total = (a - b for a, b in zip(machine_busy_s(), (busy, total), strict=True))
+    served = sum(process_cpu_s(pid) for pid in servers) - served
+    outcomes = [results.get(timeout=args.seconds + 120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    queries = sum(done for done, _ in outcomes)
+    lookups = [latency for _, latencies in outcomes for latency in latencies]
+    return {
+        "per_s": queries / args.seconds,
+        "p50_ms": statistics.median(lookups) * 1000,
+        "p99_ms": statistics.quantiles(lookups, n=100)[98] * 1000,
+        "busy": busy / total,
+        "runtime_cores": served / args.seconds,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,12 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--engines", nargs="*", default=["sqlite", "postgres"])
+    parser.add_argument("--mixes", nargs="*", default=list(MIXES), choices=list(MIXES))
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
     command = "python -m benchmarks.workers " + " ".join(given)
     rows = []
-    ratios: dict[tuple[str, int], float] = {}
+    ratios: dict[tuple[str, str, int], float] = {}
     with tempfile.TemporaryDirectory() as workdir:
         emulator = Emulator(Path(workdir))
         try:
@@ -199,24 +228,26 @@ def main(argv: list[str] | None = None) -> int:
                 ],
             )
             for engine in args.engines:
-                base = None
-                for workers in args.workers:
-                    m = measure(engine, workers, emulator, Path(workdir), args)
-                    base = base or m["per_s"]
-                    ratios[engine, workers] = m["per_s"] / base
-                    rows.append(
-                        [
-                            engine,
-                            str(workers),
-                            f"{m['per_s']:,.0f}",
-                            f"{m['per_s'] / base:.2f}×",
-                            f"{m['p50_ms']:.1f}",
-                            f"{m['p99_ms']:.1f}",
-                            f"{m['busy']:.0%}",
-                            f"{m['runtime_cores']:.2f}",
-                        ]
-                    )
-                    print(" | ".join(rows[-1]), flush=True)
+                runs = {w: measure(engine, w, emulator, Path(workdir), args) for w in args.workers}
+                for name in args.mixes:
+                    base = runs[args.workers[0]][name]["per_s"]
+                    for workers, figures in runs.items():
+                        m = figures[name]
+                        ratios[engine, name, workers] = m["per_s"] / base
+                        rows.append(
+                            [
+                                engine,
+                                name,
+                                str(workers),
+                                f"{m['per_s']:,.0f}",
+                                f"{m['per_s'] / base:.2f}×",
+                                f"{m['p50_ms']:.1f}",
+                                f"{m['p99_ms']:.1f}",
+                                f"{m['busy']:.0%}",
+                                f"{m['runtime_cores']:.2f}",
+                            ]
+                        )
+                        print(" | ".join(rows[-1]), flush=True)
         finally:
             emulator.stop()
     text = "\n".join(
@@ -224,15 +255,16 @@ def main(argv: list[str] | None = None) -> int:
             HEADING,
             "",
             f"`{command.strip()}` — {args.rows:,} rows; {args.clients} client processes, one "
-            f"ADBC connection each, {args.seconds:g} s after a common start: 80 % prepared "
-            "point lookups, 15 % a group-by over the table, 5 % a 500-row read. Clients, "
-            "runtime processes and engine share the machine.",
+            f"ADBC connection each, {args.seconds:g} s after a common start, on each mix ("
+            + "; ".join(MIXES[name].describe() for name in args.mixes)
+            + "). Clients, runtime processes and engine share the machine.",
             "",
             f"Machine: {machine_line()}.",
             "",
             *table(
                 [
                     "engine",
+                    "mix",
                     "--workers",
                     "queries/s",
                     "vs 1",
@@ -250,10 +282,10 @@ def main(argv: list[str] | None = None) -> int:
             "clients' and the engine's (PostgreSQL's server processes).",
             "",
             *(
-                f"Goal ≥ {GOAL:g}× the queries/s from --workers 1 to 2, {engine}: "
-                f"{ratios[engine, 2]:.2f}× ({'met' if ratios[engine, 2] >= GOAL else 'not met'})."
-                for engine in args.engines
-                if (engine, 1) in ratios and (engine, 2) in ratios
+                f"Goal ≥ {GOAL:g}× the queries/s from --workers 1 to 2, {engine}, {name}: "
+                f"{ratio:.2f}× ({'met' if ratio >= GOAL else 'not met'})."
+                for (engine, name, workers), ratio in ratios.items()
+                if workers == 2 and 1 in args.workers
             ),
         ]
     )

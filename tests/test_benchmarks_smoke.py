@@ -46,7 +46,7 @@ ONE_OFF = {
     "workers": (
         ["--rows", "300", "--seconds", "1", "--clients", "2", "--workers", "1", "2"]
         + ["--engines", "sqlite", "--no-write"],
-        ["| sqlite | 2 |"],
+        ["| sqlite | scan-heavy | 2 |"],
     ),
 }
 
