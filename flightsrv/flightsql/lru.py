@@ -53,6 +53,13 @@ class Lru(Generic[K, V]):
         with self._lock:
             self._pop(key)
 
+    def take(self, key: K) -> V | None:
+        """The value kept for ``key``, no longer kept (None when there is none)."""
+        with self._lock:
+            value = self._entries.get(key)
+            self._pop(key)
+            return value
+
     def _pop(self, key: K) -> None:
         value = self._entries.pop(key, None)
         if value is not None:

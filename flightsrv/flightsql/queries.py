@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,6 +39,10 @@ _SAMPLES: dict[pa.DataType, object] = {
 }
 # Result schemas kept, by statement and the definitions of the tables it reads.
 SCHEMA_CACHE_SIZE = 1024
+# Whole results GetFlightInfo computed to learn their schema, kept for its ticket's DoGet.
+ANSWERS_KEPT = 256
+ANSWERS_KEPT_BYTES = 64 * 1024 * 1024
+ANSWER_MAX_AGE_S = 5.0
 
 
 @dataclass
@@ -61,8 +66,36 @@ class Direct:
     query: RunningQuery
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """A statement's whole result, computed at ``at`` (monotonic seconds)."""
+
+    sql: str
+    params: pa.Table | None
+    result: pa.Table
+    at: float
+
+    def answers(self, sql: str, params: pa.Table | None, schema: pa.Schema) -> bool:
+        """Whether this is the result of ``sql`` with ``params`` under ``schema``, fresh."""
+        same_params = self.params is params or (
+            self.params is not None and params is not None and self.params.equals(params)
+        )
+        return (
+            same_params
+            and self.sql == sql
+            and self.result.schema.equals(schema, check_metadata=True)
+            and time.monotonic() - self.at <= ANSWER_MAX_AGE_S
+        )
+
+
 class QueryRunner:
-    """Runs client statements read-only against the catalog."""
+    """Runs client statements read-only against the catalog.
+
+    An engine that types result columns by their values (SQLite) has to run a statement to
+    tell its schema. GetFlightInfo then keeps a small whole result for the DoGet of the ticket
+    it issues (a few seconds at most), so a lookup or an aggregate runs once, not twice. Any
+    other DoGet, or one that comes later, runs the statement as usual.
+    """
 
     def __init__(
         self,
@@ -76,6 +109,9 @@ class QueryRunner:
         self._max_batch_bytes = max_batch_bytes
         self._limits = limits
         self._schemas: Lru[Hashable, pa.Schema] = Lru(SCHEMA_CACHE_SIZE)
+        self._answers: Lru[bytes, _Answer] = Lru(
+            ANSWERS_KEPT, ANSWERS_KEPT_BYTES, lambda a: a.result.nbytes
+        )
         sqlcheck.allowed_classes()  # computed now rather than during the first query
 
     def plan(self, sql: str) -> Plan:
@@ -118,17 +154,48 @@ class QueryRunner:
         except QueryError:
             return None
 
-    def result_schema(self, plan: Plan, statement: Statement, stop: StopSignal) -> pa.Schema:
+    def result_schema(
+        self, plan: Plan, statement: Statement, stop: StopSignal, ticket_id: bytes = b""
+    ) -> pa.Schema:
         """The schema DoGet will stream for ``statement``, learnt without running it fully.
 
         Kept per statement and table definitions, so a prepared statement's executions reuse
-        the schema probed at prepare; a column added since then makes a new key.
+        the schema probed at prepare; a column added since then makes a new key. Where only
+        running the statement tells, a small whole result is kept for ``ticket_id``'s DoGet.
         """
         rows = self._param_rows(plan, statement)
         params = rows[0] if rows else [None] * plan.checked.param_count
+        if ticket_id and len(rows) == 1 and dialect_spec(plan.handle.dialect).value_typed_results:
+            return self._answer(plan, statement, params, stop, ticket_id)
         schema = self._cached_schema(plan, lambda: self._schema(plan, params, stop))
         assert schema is not None
         return schema
+
+    def _answer(
+        self,
+        plan: Plan,
+        statement: Statement,
+        params: Sequence[object],
+        stop: StopSignal,
+        ticket_id: bytes,
+    ) -> pa.Schema:
+        """Run the statement for its schema, keeping its result when it is one small batch."""
+        reader = plan.handle.execute(plan.sql, params, stop)
+        try:
+            head = _head(reader, self._max_batch_bytes)
+        finally:
+            reader.close()
+        if len(head) <= 1 and all(b.nbytes <= self._max_batch_bytes for b in head):
+            result = pa.Table.from_batches(head, reader.schema)
+            self._answers.put(
+                ticket_id, _Answer(plan.sql, statement.params, result, time.monotonic())
+            )
+        return reader.schema
+
+    def forget_answers(self, ticket_ids: Sequence[bytes]) -> None:
+        """Drop the results kept for these tickets (their queries were cancelled)."""
+        for ticket_id in ticket_ids:
+            self._answers.pop(ticket_id)
 
     def _cached_schema(self, plan: Plan, probe: Callable[[], pa.Schema | None]) -> pa.Schema | None:
         """The schema kept for ``plan``, else ``probe``'s (kept when found and cacheable)."""
@@ -164,6 +231,9 @@ class QueryRunner:
         rows = self._param_rows(plan, statement)
         if not rows:
             return iter(())
+        answer = self._answers.take(statement.query_id) if statement.query_id else None
+        if answer is not None and answer.answers(plan.sql, statement.params, schema):
+            return Direct(_Buffered(None, answer.result.to_batches(), schema))
         handle = plan.handle
         if len(rows) == 1 and isinstance(handle, SupportsStart):
             max_rows = rows_within(schema, self._max_batch_bytes)
@@ -176,7 +246,7 @@ class QueryRunner:
             # needs no reshaping either, and skips the Python stream.
             head = _head(query.reader)
             if len(head) <= 1 and all(b.nbytes <= self._max_batch_bytes for b in head):
-                return Direct(_Buffered(query, schema, head))
+                return Direct(_Buffered(query, head, schema))
             return self._batches(plan, query.reader, [], schema, stop, head)
         first = handle.execute(plan.sql, rows[0], stop)
         return self._batches(plan, first, rows[1:], schema, stop)
@@ -226,21 +296,24 @@ class QueryRunner:
         return rows
 
 
-def _head(reader: pa.RecordBatchReader) -> list[pa.RecordBatch]:
-    """The first two batches of ``reader`` (fewer when it ends sooner)."""
+def _head(reader: pa.RecordBatchReader, max_bytes: int | None = None) -> list[pa.RecordBatch]:
+    """The first two batches of ``reader`` (fewer when it ends sooner, or when the first is
+    over ``max_bytes`` already: a result too big to keep whole)."""
     head = []
     for batch in reader:
         head.append(batch)
-        if len(head) == 2:
+        if len(head) == 2 or (max_bytes is not None and batch.nbytes > max_bytes):
             break
     return head
 
 
 class _Buffered:
-    """A started query whose whole result was read already: its batches are streamed from
-    memory; the query is still there to close."""
+    """A whole result read already: its batches are streamed from memory, and the query it
+    came from (if still open) closed with it."""
 
-    def __init__(self, query: RunningQuery, schema: pa.Schema, batches: list[pa.RecordBatch]):
+    def __init__(
+        self, query: RunningQuery | None, batches: list[pa.RecordBatch], schema: pa.Schema
+    ) -> None:
         self._query = query
         self.reader = pa.RecordBatchReader.from_batches(schema, batches)
 
@@ -249,7 +322,8 @@ class _Buffered:
 
     def close(self) -> None:
         self.reader.close()
-        self._query.close()
+        if self._query is not None:
+            self._query.close()
 
 
 def _read_schema(

@@ -274,10 +274,11 @@ class FlightSqlServer(flight.FlightServerBase):
         if isinstance(command, pb.CommandStatementQuery | pb.CommandPreparedStatementQuery):
             statement = self._statement(command)
             plan = self._queries.plan(statement.sql)
-            schema = self._result_schema(plan, statement, "GetFlightInfo", context)
+            ticket_id = os.urandom(12)
+            schema = self._result_schema(plan, statement, "GetFlightInfo", context, ticket_id)
             # The ticket carries the promised schema so DoGet streams exactly that.
             ticket = pb.TicketStatementQuery(
-                statement_handle=self._issued.encode(statement.as_ticket(schema, os.urandom(12)))
+                statement_handle=self._issued.encode(statement.as_ticket(schema, ticket_id))
             )
             return _info(descriptor, schema, _pack(ticket))
         schema, _ = self._metadata(command)
@@ -396,6 +397,7 @@ class FlightSqlServer(flight.FlightServerBase):
                 except InvalidHandle:
                     continue
         self._running.cancel([q for q in query_ids if q])
+        self._queries.forget_answers([q for q in query_ids if q])
         if action == _CANCEL_QUERY:
             result = pb.ActionCancelQueryResult.CANCEL_RESULT_CANCELLED
             return _pack(pb.ActionCancelQueryResult(result=result))
@@ -429,12 +431,18 @@ class FlightSqlServer(flight.FlightServerBase):
         return statement
 
     def _result_schema(
-        self, plan: Plan, statement: Statement, call: str, context: CallContext | None
+        self,
+        plan: Plan,
+        statement: Statement,
+        call: str,
+        context: CallContext | None,
+        ticket_id: bytes = b"",
     ) -> pa.Schema:
-        """The result schema, learnt by a query that a cancel or the timeout may stop."""
+        """The result schema, learnt by a query that a cancel or the timeout may stop (a
+        result computed on the way is kept for ``ticket_id``, see :class:`QueryRunner`)."""
         query_id = statement.query_id or os.urandom(12)
         with self._running.tracking(query_id, call, statement.sql, context) as stop:
-            return self._queries.result_schema(plan, statement, stop)
+            return self._queries.result_schema(plan, statement, stop, ticket_id)
 
     def _direct(self, result: Direct, query_id: bytes, stop: StopFlag) -> _EngineStream:
         """The engine's reader as a C++ stream (a stop interrupts the engine, which the handle
