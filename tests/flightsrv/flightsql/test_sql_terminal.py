@@ -17,6 +17,7 @@ from tests.harness import wait_for
 UP = b"\x1b[A"
 CTRL_C = b"\x03"
 CTRL_D = b"\x04"
+KEY_PAUSE_S = 0.3
 
 
 class Terminal:
@@ -30,6 +31,13 @@ class Terminal:
 
     def type(self, keys: bytes) -> None:
         os.write(self.fd, keys)
+
+    def interrupt(self) -> None:
+        """Ctrl-C as a person presses it: after readline waits for a key. CPython's readline
+        acts on a SIGINT that lands between drawing its prompt (or echoing a key) and waiting
+        for the next key only when that next key comes."""
+        time.sleep(KEY_PAUSE_S)
+        self.type(CTRL_C)
 
     def wait_for(self, text: bytes, count: int = 1, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -76,7 +84,7 @@ def test_up_arrow_recalls_history_and_ctrl_c_keeps_the_prompt(env: Env, tmp_path
         term.wait_for(b"sql> ", count=3)
         term.type(b"SELECT 5 AS five\r")  # a statement left open...
         term.wait_for(b"  -> ")
-        term.type(CTRL_C)  # ...and dropped: the next one runs alone
+        term.interrupt()  # ...and dropped: the next one runs alone
         term.wait_for(b"sql> ", count=4)
         term.type(b"SELECT 6 AS six;\r")
         term.wait_for(b"Time: ", count=3)
@@ -86,13 +94,13 @@ def test_up_arrow_recalls_history_and_ctrl_c_keeps_the_prompt(env: Env, tmp_path
         term.wait_for(b"sql> ", count=5)
         term.type(b"SELECT count(*) FROM range(100000000) a, range(100000000) b;\r")
         wait_for(lambda: len(env.server.running_queries) == 1, 10, "the query to run")
-        term.type(CTRL_C)  # cancels the query, in the engine too, and keeps the prompt
+        term.interrupt()  # cancels the query, in the engine too, and keeps the prompt
         term.wait_for(b"cancelled")
         wait_for(lambda: not env.server.running_queries, 10, "the server to stop the query")
         term.wait_for(b"sql> ", count=6)
         term.type(b"SELECT 7")
         term.wait_for(b"SELECT 7")  # echoed by readline: a Ctrl-C now would not flush it unread
-        term.type(CTRL_C)
+        term.interrupt()
         term.wait_for(b"sql> ", count=7)
         term.type(CTRL_D)
         assert term.exit_status() == 0
