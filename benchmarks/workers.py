@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--engines", nargs="*", default=["sqlite", "postgres"])
     parser.add_argument("--mixes", nargs="*", default=list(MIXES), choices=list(MIXES))
