@@ -219,6 +219,11 @@ class FlightSqlServer(flight.FlightServerBase):
         except Exception as e:  # noqa: BLE001 - every error becomes a gRPC status
             raise client_error("GetSchema", e) from None
 
+    # pyarrow's _get_schema callback, alone of the Flight callbacks, does not turn a FlightError
+    # into its status: the status carries the error's traceback, whose one frame of ours is this
+    # method's. Named by no file, that frame shows neither the server's path nor its source.
+    get_schema.__code__ = get_schema.__code__.replace(co_filename="flightsrv")
+
     def do_get(
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:

@@ -21,13 +21,14 @@ from adbc_driver_manager import AdbcStatusCode
 from flightsrv.config import QueryLimits
 from flightsrv.flightsql import FlightSqlServer
 from flightsrv.flightsql.catalog import TableInfo
+from flightsrv.proto import FlightSql_pb2 as pb
 from sync.accelerators.base import Accelerator, open_accelerator
 from sync.accelerators.duckdb import DuckDBAccelerator
 from sync.accelerators.sqlite import SQLiteQueryHandle
 from sync.schema import ColumnType
 from sync.settings import AccelerationSettings
 from tests.flightsrv.flightsql.engines import EngineCatalog
-from tests.flightsrv.flightsql.test_errors import assert_one_clean_line
+from tests.flightsrv.flightsql.test_errors import SOURCE_TREE, assert_one_clean_line
 
 ENGINES = ("duckdb", "sqlite", "postgres")
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("amount", pa.float64())])
@@ -335,7 +336,8 @@ _SQL = "type.googleapis.com/arrow.flight.protocol.sql."
         pytest.param(
             lambda c: c.get_schema(flight.FlightDescriptor.for_command(b"\x00\x01")),
             # pyarrow's _get_schema callback, alone of them all, does not turn a FlightError
-            # into its status: its errors always carry the traceback.
+            # into its status: its errors always carry a traceback (one naming no file of the
+            # server: test_a_refused_get_schema_names_no_server_file).
             marks=pytest.mark.xfail(strict=True, raises=pa.ArrowException),
         ),
         lambda c: list(c.do_action(flight.Action("CreatePreparedStatement", b"garbage"))),
@@ -395,3 +397,22 @@ def test_an_unexpected_error_is_internal_and_logged(
     assert "internal error (see the server log)" in str(error)
     assert "secret" not in str(error)
     assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT * FROM not_served", "SELECT read_text('/etc/passwd')", "DROP TABLE t_duckdb"]
+)
+def test_a_refused_get_schema_names_no_server_file(server: FlightSqlServer, sql: str) -> None:
+    # Flight SQL's GetExecuteSchema. pyarrow puts the traceback of an error raised from
+    # get_schema into the status (its _get_schema callback alone does not turn a FlightError
+    # into one): what that may carry is the refusal, and frames naming no file of the server
+    # and no line of its source.
+    command = _any(
+        _SQL + "CommandStatementQuery", pb.CommandStatementQuery(query=sql).SerializeToString()
+    )
+    with pytest.raises(pa.ArrowException) as caught:
+        _flight(server).get_schema(flight.FlightDescriptor.for_command(command))
+    message = str(caught.value)
+    assert SOURCE_TREE not in message and "site-packages" not in message
+    assert '.py"' not in message and "raise " not in message
+    assert any(word in message for word in ("not_served", "read_text", "DROP"))
